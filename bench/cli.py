@@ -1,0 +1,192 @@
+"""Command line: `bench run`, `bench report`, `bench list`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from bench.config import Suite, available_suites, load_suite, shown
+from bench.env import environment, resolve_device
+from bench.errors import UsageError
+from bench.io import atomic_write_json
+from bench.registry import DATASETS, METRICS, VARIANTS, load_all
+from bench.results import ResultsTable
+from bench.runner import jobs_for, run_jobs
+
+RESERVED = {"suite", "profile", "out"}
+SHORTCUTS = {"device": "train.device", "workers": "train.workers", "threads": "train.threads"}
+RESULTS_ROOT = Path("results") / "runs"
+
+
+def parse_assignments(args: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Split `key=value` arguments into run options (suite, profile, out) and config overrides."""
+    options: dict[str, str] = {}
+    overrides: dict[str, str] = {}
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if not sep or not key:
+            raise UsageError(
+                f"argument '{arg}' is not of the form key=value "
+                "(e.g. suite=wgan_vs_gp profile=smoke seeds=0,1 budget.gen_steps=100)"
+            )
+        if key in RESERVED:
+            options[key] = value
+        else:
+            overrides[SHORTCUTS.get(key, key)] = value
+    if "suite" not in options:
+        raise UsageError(f"missing suite=NAME; known suites: {', '.join(available_suites())}")
+    return options, overrides
+
+
+def new_run_dir(suite: str, out: str | None) -> Path:
+    """Create the run folder: `out`, or the next results/runs/<NNNNN>-<suite>."""
+    if out:
+        path = Path(out)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise UsageError(f"out={out}: exists and is not an empty folder; choose a new folder")
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    RESULTS_ROOT.mkdir(parents=True, exist_ok=True)
+    while True:
+        numbers = [int(p.name[:5]) for p in RESULTS_ROOT.iterdir() if p.name[:5].isdigit()]
+        path = RESULTS_ROOT / f"{max(numbers, default=0) + 1:05d}-{suite}"
+        try:
+            path.mkdir()  # exclusive: two runs started together never share a folder
+            return path
+        except FileExistsError:
+            continue
+
+
+def cmd_run(args: list[str]) -> int:
+    options, overrides = parse_assignments(args)
+    suite = load_suite(options["suite"], options.get("profile"), overrides)
+    device = resolve_device(suite.spec.train.device)
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("train.device=cuda but no CUDA device is available; use device=auto or cpu")
+    workers = suite.spec.train.workers or os.cpu_count() or 1
+    threads = suite.spec.train.threads
+
+    # Everything is validated: only now is a run folder created.
+    run_dir = new_run_dir(suite.name, options.get("out"))
+    resolved = {**suite.resolved(), "device": device, "overrides": overrides}
+    atomic_write_json(run_dir / "config.json", resolved)
+    shutil.copyfile(suite.path, run_dir / "suite.toml")
+    atomic_write_json(run_dir / "env.json", environment(device, workers, threads))
+    print(f"bench: {len(suite.cells())} cells of suite '{suite.name}' (profile {suite.profile}) "
+          f"→ {shown(run_dir)}", file=sys.stderr)  # fmt: skip
+
+    statuses = _run_suite(suite, run_dir, device, workers, threads)
+
+    from bench.report import render
+
+    summary = render(run_dir)
+    bad = {c: s for c, s in statuses.items() if s != "ok"}
+    print(f"bench: summary at {shown(summary)}", file=sys.stderr)
+    if bad:
+        print(f"bench: {len(bad)} cell(s) did not finish ok: "
+              + ", ".join(f"{c} ({s})" for c, s in sorted(bad.items())), file=sys.stderr)  # fmt: skip
+    return 1 if "failed" in bad.values() else 0
+
+
+def _run_suite(suite: Suite, run_dir: Path, device: str, workers: int, threads: int) -> dict:
+    jobs = jobs_for(suite, run_dir, device)
+    table = ResultsTable(run_dir, metric_order=list(suite.spec.metrics))
+    steps_per_cell = suite.spec.budget.gen_steps
+    done_steps: dict[str, int] = {}
+    bar = tqdm(total=len(jobs) * steps_per_cell, unit="step", desc=suite.name, dynamic_ncols=True,
+               mininterval=1.0 if sys.stderr.isatty() else 10.0)  # fmt: skip
+    finished = 0
+
+    def on_event(cell_id: str, kind: str, payload: object) -> None:
+        nonlocal finished
+        if kind == "progress":
+            done_steps[cell_id] = done_steps.get(cell_id, 0) + payload
+            bar.update(payload)
+        elif kind == "rows":
+            table.add(payload)
+        elif kind == "done":
+            finished += 1
+            bar.update(steps_per_cell - done_steps.get(cell_id, 0))  # a cell stopped early
+            done_steps[cell_id] = steps_per_cell
+            bar.set_postfix_str(f"cells {finished}/{len(jobs)}")
+
+    try:
+        statuses = run_jobs(jobs, workers, threads, on_event)
+    finally:
+        bar.close()
+        if table.rows:
+            table.flush_parquet()
+    return statuses
+
+
+def cmd_report(run_dir: str) -> int:
+    from bench.report import render
+
+    path = Path(run_dir)
+    if not (path / "results.csv").is_file() or not (path / "config.json").is_file():
+        raise UsageError(f"{run_dir}: not a run folder (no results.csv and config.json in it)")
+    print(f"bench: summary at {shown(render(path))}", file=sys.stderr)
+    return 0
+
+
+def cmd_list() -> int:
+    load_all()
+    print("Variants:")
+    for name in VARIANTS.names():
+        cls = VARIANTS.get(name)
+        defaults = ", ".join(f"{k}={v}" for k, v in cls.Config().model_dump().items())
+        print(f"  {name:<10} family={cls.family}  paper: {cls.paper}\n  {'':<10} defaults: {defaults}")
+    print("Datasets:")
+    for name in DATASETS.names():
+        doc = (DATASETS.get(name).__doc__ or "").strip().splitlines()[0]
+        print(f"  {name:<12} {doc}")
+    print("Metrics:")
+    for name in METRICS.names():
+        m = METRICS.get(name)
+        print(f"  {name:<16} {'higher' if m.higher_is_better else 'lower'} is better; {m.description}")
+    print("Suites:")
+    for name, path in available_suites().items():
+        try:
+            suite = load_suite(str(path))
+            about = " ".join(suite.spec.description.split())
+        except UsageError as exc:
+            about = f"(invalid: {exc})"
+        print(f"  {name:<12} {about}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="train and evaluate every cell of a suite")
+    run.add_argument("assignments", nargs="*", metavar="key=value",
+                     help="suite=NAME [profile=P] [seeds=0,1,2] [dotted.key=value ...] [out=DIR]")  # fmt: skip
+    report = sub.add_parser("report", help="re-render summary.md and plots from a run folder")
+    report.add_argument("run_dir")
+    sub.add_parser("list", help="list variants, datasets, metrics and suites")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_run(args.assignments)
+        if args.command == "report":
+            return cmd_report(args.run_dir)
+        return cmd_list()
+    except UsageError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

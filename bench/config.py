@@ -1,0 +1,330 @@
+"""Suite files: loading, profiles, command-line overrides, validation, and the resolved cell list.
+
+A suite file states only what differs from the typed defaults below and in each variant's Config.
+Every problem is reported as one UsageError naming the file (or override), the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from bench.errors import UsageError
+from bench.registry import DATASETS, METRICS, VARIANTS, RegistryError, load_all
+from bench.variant import STRICT, VariantConfig
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_PROFILE = "default"
+
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class Budget(BaseModel):
+    model_config = STRICT
+    gen_steps: PositiveInt  # generator steps per cell: the one budget every cell of a suite shares
+
+
+class Train(BaseModel):
+    model_config = STRICT
+    batch_size: PositiveInt = 256  # real samples per critic step
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when present
+    workers: Annotated[int, Field(ge=0)] = 0  # CPU worker processes; 0 = one per core
+    threads: PositiveInt = 1  # torch threads per CPU worker (more threads per process ran slower here)
+
+
+class Eval(BaseModel):
+    model_config = STRICT
+    every: PositiveInt  # evaluate every this many generator steps, and at the last step
+    at_start: bool = True  # also evaluate the untrained networks (step 0)
+    num_samples: PositiveInt = 2500  # generated and real samples per evaluation (PacGAN: 2,500)
+    diag_samples: PositiveInt = 256  # real and generated samples for the gradient-norm diagnostic
+    hist_bins: Annotated[int, Field(ge=2)] = 101  # bins of the critic weight histogram
+
+
+class SuiteSpec(BaseModel):
+    """The schema of a suite file (after its profile and overrides are merged in)."""
+
+    model_config = STRICT
+    description: Annotated[str, Field(min_length=1)]
+    seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+    datasets: Annotated[list[str], Field(min_length=1)]
+    metrics: list[str]
+    budget: Budget
+    eval: Eval
+    train: Train = Train()
+    # Variant config fields applied to every entry (each entry may still override them).
+    variant_defaults: dict[str, Any] = {}
+    # label → {variant = "name" (default: the label), datasets = [...] (default: the suite's), fields}
+    variants: Annotated[dict[str, dict[str, Any]], Field(min_length=1)]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One variant configuration of a suite, trained on each of its datasets under each seed."""
+
+    label: str
+    variant: str
+    config: VariantConfig
+    datasets: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (entry, dataset, seed) training run."""
+
+    entry: Entry
+    dataset: str
+    seed: int
+
+    @property
+    def cell_id(self) -> str:
+        return f"{self.entry.label}__{self.dataset}__s{self.seed}"
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    path: Path
+    profile: str
+    spec: SuiteSpec
+    entries: tuple[Entry, ...]
+
+    def cells(self) -> list[Cell]:
+        return [
+            Cell(entry, dataset, seed)
+            for entry in self.entries
+            for dataset in entry.datasets
+            for seed in self.spec.seeds
+        ]
+
+    def resolved(self) -> dict[str, Any]:
+        """The fully resolved configuration, every default filled in (written next to the results)."""
+        spec = self.spec.model_dump(exclude={"variant_defaults", "variants"})
+        spec["variants"] = {
+            e.label: {"variant": e.variant, "datasets": list(e.datasets), **e.config.model_dump()}
+            for e in self.entries
+        }
+        return {"suite": self.name, "profile": self.profile, "suite_file": str(self.path), **spec}
+
+
+# --- Finding suite files -------------------------------------------------------------------------
+
+
+def suite_dirs() -> list[Path]:
+    """Where suite names are looked up: ./suites, then the suites/ folder beside the harness."""
+    dirs: list[Path] = []
+    for d in (Path.cwd() / "suites", REPO_ROOT / "suites"):
+        if d.is_dir() and d.resolve() not in dirs:
+            dirs.append(d.resolve())
+    return dirs
+
+
+def shown(path: Path) -> str:
+    """`path` relative to the current directory when it is below it, for messages."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def available_suites() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for d in reversed(suite_dirs()):
+        found.update({p.stem: p for p in sorted(d.glob("*.toml"))})
+    return dict(sorted(found.items()))
+
+
+def find_suite(name: str) -> Path:
+    """A suite name (`wgan_vs_gp`) or a path to a .toml file."""
+    if name.endswith(".toml") or "/" in name:
+        path = Path(name)
+        if not path.is_file():
+            raise UsageError(f"suite file '{name}' does not exist")
+        return path
+    suites = available_suites()
+    if name not in suites:
+        known = ", ".join(suites) or "(none found)"
+        raise UsageError(f"unknown suite '{name}'; known suites: {known} (or give a path to a .toml file)")
+    return suites[name]
+
+
+# --- Overrides -----------------------------------------------------------------------------------
+
+
+def parse_value(key: str, text: str) -> Any:
+    """A command-line value as a TOML literal (`5`, `0.1`, `true`, `[1, 2]`), else as a string."""
+    if key == "seeds" and "," in text and not text.startswith("["):
+        text = f"[{text}]"
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text
+    if key == "seeds" and isinstance(value, int):
+        value = [value]
+    return value
+
+
+def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for i, part in enumerate(parents):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise UsageError(
+                f"command-line override '{dotted}': '{'.'.join(parents[: i + 1])}' is a value, "
+                "not a table"
+            )
+        node = child
+    node[leaf] = value
+
+
+def _deep_merge(base: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in delta.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+# --- Validation ----------------------------------------------------------------------------------
+
+
+def _describe_error(err: dict[str, Any], model: type[BaseModel]) -> tuple[str, str]:
+    """(dotted key, what is wrong and what is allowed) for one pydantic error."""
+    loc = [str(p) for p in err["loc"]]
+    key = ".".join(loc)
+    if err["type"] == "extra_forbidden":
+        allowed = _fields_at(model, loc[:-1])
+        hint = f"; allowed keys here: {', '.join(allowed)}" if allowed else ""
+        return key, f"unknown key{hint}"
+    if err["type"] == "missing":
+        return key, "required key is missing"
+    got = err.get("input")
+    return key, f"{err['msg'].lower()} (got {got!r})"
+
+
+def _fields_at(model: type[BaseModel], loc: list[str]) -> list[str]:
+    for part in loc:
+        field = model.model_fields.get(part)
+        ann = getattr(field, "annotation", None)
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
+        model = ann
+    return list(model.model_fields)
+
+
+def _validate(model: type[BaseModel], data: Any, where: str, prefix: str = "") -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = [_describe_error(e, model) for e in exc.errors()]
+        lines = [f"{where}: key '{prefix}{key}': {msg}" for key, msg in problems]
+        raise UsageError("\n".join(lines)) from None
+
+
+def _check_names(names: list[str], registry: Any, where: str, key: str) -> None:
+    for i, name in enumerate(names):
+        try:
+            registry.get(name)
+        except RegistryError as exc:
+            raise UsageError(f"{where}: key '{key}[{i}]': {exc}") from None
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise UsageError(f"{where}: key '{key}': listed more than once: {', '.join(dupes)}")
+
+
+def _resolve_entries(spec: SuiteSpec, where: str) -> tuple[Entry, ...]:
+    entries = []
+    for label, raw in spec.variants.items():
+        raw = dict(raw)
+        variant = raw.pop("variant", label)
+        if not isinstance(variant, str):
+            raise UsageError(f"{where}: key 'variants.{label}.variant': must be a variant name string")
+        try:
+            cls = VARIANTS.get(variant)
+        except RegistryError as exc:
+            raise UsageError(f"{where}: key 'variants.{label}.variant': {exc}") from None
+        datasets = raw.pop("datasets", spec.datasets)
+        if not isinstance(datasets, list) or not datasets:
+            raise UsageError(
+                f"{where}: key 'variants.{label}.datasets': must be a non-empty list of dataset names"
+            )
+        _check_names(datasets, DATASETS, where, f"variants.{label}.datasets")
+        for key in spec.variant_defaults:
+            if key not in cls.Config.model_fields:
+                raise UsageError(
+                    f"{where}: key 'variant_defaults.{key}': not a field of variant '{variant}' "
+                    f"(entry '{label}'); its fields: {', '.join(cls.Config.model_fields)}"
+                )
+        config = _validate(
+            cls.Config, {**spec.variant_defaults, **raw}, where, prefix=f"variants.{label}."
+        )
+        entries.append(Entry(label, variant, config, tuple(datasets)))
+    return tuple(entries)
+
+
+def _check_spec(spec: SuiteSpec, where: str) -> tuple[Entry, ...]:
+    _check_names(spec.datasets, DATASETS, where, "datasets")
+    _check_names(spec.metrics, METRICS, where, "metrics")
+    if len(set(spec.seeds)) != len(spec.seeds):
+        raise UsageError(f"{where}: key 'seeds': each seed may appear only once (got {spec.seeds})")
+    return _resolve_entries(spec, where)
+
+
+def load_suite(
+    name_or_path: str, profile: str | None = None, overrides: dict[str, str] | None = None
+) -> Suite:
+    """Load, merge the profile and overrides into, and fully validate a suite. Raises UsageError."""
+    load_all()
+    path = find_suite(name_or_path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{shown(path)}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"{shown(path)}: cannot be read: {exc.strerror}") from None
+
+    where_file = shown(path)
+    profiles = raw.pop("profiles", {})
+    if not isinstance(profiles, dict) or not all(isinstance(p, dict) for p in profiles.values()):
+        raise UsageError(f"{where_file}: key 'profiles': must be a table of tables, e.g. [profiles.smoke]")
+    if DEFAULT_PROFILE in profiles:
+        raise UsageError(
+            f"{where_file}: key 'profiles.{DEFAULT_PROFILE}': reserved; the file's top level is the default"
+        )
+
+    # Every profile must be valid, whichever is run, so a broken one is caught when the file loads.
+    resolved: dict[str, tuple[SuiteSpec, tuple[Entry, ...]]] = {}
+    for pname in [DEFAULT_PROFILE, *profiles]:
+        merged = raw if pname == DEFAULT_PROFILE else _deep_merge(raw, profiles[pname])
+        if "profiles" in merged:
+            raise UsageError(f"{where_file}: key 'profiles.{pname}.profiles': profiles cannot nest")
+        where = where_file if pname == DEFAULT_PROFILE else f"{where_file} (profile '{pname}')"
+        spec = _validate(SuiteSpec, merged, where)
+        resolved[pname] = (spec, _check_spec(spec, where))
+
+    profile = profile or DEFAULT_PROFILE
+    if profile not in resolved:
+        raise UsageError(
+            f"{where_file}: unknown profile '{profile}'; known profiles: {', '.join(resolved)}"
+        )
+    spec, entries = resolved[profile]
+
+    if overrides:
+        merged = raw if profile == DEFAULT_PROFILE else _deep_merge(raw, profiles[profile])
+        merged = copy.deepcopy(merged)
+        for key, text in overrides.items():
+            _set_path(merged, key, parse_value(key, text))
+        given = " ".join(f"{k}={v}" for k, v in overrides.items())
+        where = f"command-line overrides ({given}) on {where_file}"
+        spec = _validate(SuiteSpec, merged, where)
+        entries = _check_spec(spec, where)
+
+    return Suite(name=path.stem, path=path, profile=profile, spec=spec, entries=entries)

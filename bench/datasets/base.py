@@ -1,0 +1,22 @@
+"""What the harness needs from a dataset."""
+
+from __future__ import annotations
+
+import torch
+
+
+class Dataset:
+    """A source of real samples. Randomness comes only from the generator passed in."""
+
+    name: str = ""
+    dim: int = 0
+    # Mode centres [K, dim] and the per-coordinate noise std of each mode; None for data without modes.
+    modes: torch.Tensor | None = None
+    mode_std: float | None = None
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """`n` real samples as a float32 tensor [n, dim]."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return self.__doc__.strip().splitlines()[0] if self.__doc__ else self.name

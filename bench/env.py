@@ -1,0 +1,77 @@
+"""What a result was measured on: code version, packages, device and thread setting."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from typing import Any
+
+import torch
+
+from bench.config import REPO_ROOT
+
+PACKAGES = [
+    "gan-bench", "torch", "torchvision", "numpy", "scipy", "pandas", "pyarrow", "scikit-learn",
+    "matplotlib", "pydantic", "tqdm",
+]  # fmt: skip
+
+
+def git_state() -> dict[str, Any]:
+    """Commit and dirty flag of the harness's checkout, or why they are unknown."""
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+        return {"commit": commit, "dirty": dirty}
+    except (OSError, subprocess.CalledProcessError) as exc:
+        return {"commit": None, "dirty": None, "unknown_because": str(exc).splitlines()[0]}
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def resolve_device(requested: str) -> str:
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return requested
+
+
+def environment(device: str, workers: int, threads: int) -> dict[str, Any]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    dev: dict[str, Any] = {"type": device}
+    if device == "cuda":
+        dev["name"] = torch.cuda.get_device_name(0)
+        dev["cuda"] = torch.version.cuda
+    else:
+        dev["name"] = cpu_name()
+    return {
+        "git": git_state(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "device": dev,
+        "workers": workers if device == "cpu" else 1,
+        "torch_threads_per_worker": threads if device == "cpu" else torch.get_num_threads(),
+        "deterministic_algorithms": True,
+        "packages": versions,
+    }

@@ -1,0 +1,338 @@
+"""summary.md and plots of a run folder, rendered only from what the folder stores."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from bench.io import atomic_write_bytes, atomic_write_text  # noqa: E402
+from bench.results import read_results  # noqa: E402
+from bench.stats import mean_ci  # noqa: E402
+
+DIAGNOSTICS = ["critic_loss", "wasserstein_estimate", "clip_saturation", "act_grad_log10_slope"]
+PERFORMANCE = ["img_per_s", "gen_steps_per_s", "eval_seconds", "peak_mem_mb"]
+LEVEL_SLOPE = 0.05  # |decades per layer| below this counts as roughly level
+
+
+def render(run_dir: Path) -> Path:
+    """Write summary.md and plots/*.png for `run_dir`; returns the summary's path."""
+    run_dir = Path(run_dir)
+    cfg = json.loads((run_dir / "config.json").read_text())
+    env = json.loads((run_dir / "env.json").read_text())
+    df = read_results(run_dir)
+    final = df.sort_values("step").groupby(["variant", "dataset", "seed"], sort=False).tail(1)
+    plots = run_dir / "plots"
+    lines = _header(cfg, env, run_dir)
+    lines += _status(df, final)
+    lines += _results(cfg, final)
+    lines += _pile_up(cfg, final, run_dir, plots)
+    lines += _depth(cfg, final, plots)
+    lines += _performance(df, final)
+    lines += _curves(cfg, df, run_dir, plots)
+    lines += _glossary()
+    path = run_dir / "summary.md"
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
+# --- Sections ------------------------------------------------------------------------------------
+
+
+def _header(cfg: dict, env: dict, run_dir: Path) -> list[str]:
+    git = env.get("git", {})
+    commit = git.get("commit") or f"unknown ({git.get('unknown_because', '')})"
+    dirty = " (uncommitted changes)" if git.get("dirty") else ""
+    dev = env.get("device", {})
+    return [
+        f"# {cfg['suite']} — profile `{cfg['profile']}`",
+        "",
+        " ".join(cfg["description"].split()),
+        "",
+        f"- Budget: **{cfg['budget']['gen_steps']} generator steps per cell**, batch "
+        f"{cfg['train']['batch_size']}; images seen and training seconds are in `results.csv`.",
+        f"- Seeds: {', '.join(map(str, cfg['seeds']))}. Intervals are 95% Student-t intervals of the "
+        "mean over seeds at the final step.",
+        f"- Evaluation: every {cfg['eval']['every']} steps on {cfg['eval']['num_samples']} generated "
+        "vs real samples from fixed per-seed latents.",
+        f"- Device: {dev.get('type')} ({dev.get('name')}), {env.get('workers')} worker(s) × "
+        f"{env.get('torch_threads_per_worker')} torch thread(s); torch "
+        f"{env.get('packages', {}).get('torch')}; commit `{commit}`{dirty}.",
+        f"- Run folder: `{run_dir.name}`; every number below is re-made by `bench report` from "
+        "`results.csv`.",
+        "",
+    ]
+
+
+def _status(df: pd.DataFrame, final: pd.DataFrame) -> list[str]:
+    counts = final["status"].value_counts().to_dict()
+    lines = ["## Cells", "", ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ".", ""]
+    bad = final[final["status"] != "ok"]
+    for _, row in bad.iterrows():
+        note = row.get("note") if isinstance(row.get("note"), str) else ""
+        lines.append(f"- `{row['variant']}` on `{row['dataset']}`, seed {row['seed']}: "
+                     f"**{row['status']}** at step {row['step']}. {note}")  # fmt: skip
+    return lines + ([""] if len(bad) else [])
+
+
+def _table(final: pd.DataFrame, columns: list[str], by: list[str]) -> list[str]:
+    header = "| " + " | ".join(by + columns) + " |"
+    lines = [header, "|" + "---|" * (len(by) + len(columns))]
+    for key, group in final.groupby(by, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        cells = [mean_ci(group[c]).format() if c in group else "n/a" for c in columns]
+        lines.append("| " + " | ".join([*(f"`{k}`" for k in key), *cells]) + " |")
+    return lines
+
+
+def _results(cfg: dict, final: pd.DataFrame) -> list[str]:
+    lines = ["## Sample quality at the final step", ""]
+    ok = final[final["status"] == "ok"]
+    for dataset, group in ok.groupby("dataset", sort=False):
+        cols = [m for m in cfg["metrics"] if m in group and group[m].notna().any()]
+        missing = [m for m in cfg["metrics"] if m not in cols]
+        lines += [f"### {dataset}", "", *_table(group, cols, ["variant"]), ""]
+        notes = group["note"].dropna().unique() if "note" in group else []
+        if missing:
+            why = "; ".join(notes) or "no value was recorded"
+            lines += [f"Not computed here: {', '.join(missing)} ({why}).", ""]
+    return lines
+
+
+def _variant_of(cfg: dict, label: str) -> str:
+    return cfg["variants"].get(label, {}).get("variant", label)
+
+
+def _pile_up(cfg: dict, final: pd.DataFrame, run_dir: Path, plots: Path) -> list[str]:
+    wass = [lbl for lbl in cfg["variants"] if _variant_of(cfg, lbl) in ("wgan", "wgan_gp")]
+    rows = final[final["variant"].isin(wass) & (final["status"] == "ok")]
+    if rows.empty or "clip_saturation" not in rows:
+        return []
+    lines = [
+        "## Finding 1 — clipped critic weights pile up at ±c; gradient-penalty weights spread",
+        "",
+        "`clip_saturation` is the fraction of critic weights within 1% of the largest |w| of their "
+        "layer (for a clipped critic, the mass at ±c). Final step, mean ± 95% CI over seeds:",
+        "",
+        *_table(rows, ["clip_saturation"], ["variant", "dataset"]),
+        "",
+    ]
+    for dataset, group in rows.groupby("dataset", sort=False):
+        by_kind = {
+            kind: group[group["variant"].map(lambda v: _variant_of(cfg, v)) == kind]
+            for kind in ("wgan", "wgan_gp")
+        }
+        if any(g.empty for g in by_kind.values()):
+            continue
+        clip = mean_ci(by_kind["wgan"]["clip_saturation"])
+        gp = mean_ci(by_kind["wgan_gp"]["clip_saturation"])
+        ratio = clip.mean / gp.mean if gp.mean > 0 else math.inf
+        separated = _separated(clip, gp)
+        verdict = ("reproduced: the intervals do not overlap" if separated and clip.mean > gp.mean
+                   else "not shown clearly at this budget (intervals overlap or order reversed)")  # fmt: skip
+        lines.append(
+            f"- **{dataset}**: clipping {clip.mean:.1%} vs gradient penalty {gp.mean:.1%} of weights "
+            f"at the layer maximum ({ratio:.1f}×) — {verdict}."
+        )
+    lines.append("")
+    if _plot_histograms(cfg, final, wass, run_dir, plots / "weight_hist.png"):
+        lines += ["![critic weight histograms](plots/weight_hist.png)", ""]
+    return lines
+
+
+def _separated(a: Any, b: Any) -> bool:
+    if a.n < 2 or b.n < 2:
+        return False
+    return a.mean - a.half_width > b.mean + b.half_width or b.mean - b.half_width > a.mean + a.half_width
+
+
+def _layer_columns(frame: pd.DataFrame) -> list[str]:
+    return sorted(c for c in frame.columns if c.startswith("act_grad_norm/"))
+
+
+def _depth(cfg: dict, final: pd.DataFrame, plots: Path) -> list[str]:
+    deep = [lbl for lbl, v in cfg["variants"].items() if v.get("depth", 0) >= 6]
+    rows = final[final["variant"].isin(deep) & (final["status"] == "ok")]
+    if rows.empty:
+        return []
+    lines = [
+        "## Finding 2 — through a deep critic, clipped gradients explode or vanish; GP's stay level",
+        "",
+        "Norm of the gradient of the critic loss with respect to each hidden layer's activations "
+        "(Gulrajani et al. 2017, Figure 1 left), final step. `act_grad_log10_slope` is the "
+        "least-squares slope of log10(norm) against layer index, input side first, in decades per "
+        "layer; 0 means level.",
+        "",
+        *_table(rows, ["act_grad_log10_slope", "clip_saturation"], ["variant", "dataset"]),
+        "",
+    ]
+    for (label, dataset), group in rows.groupby(["variant", "dataset"], sort=False):
+        cols = [c for c in _layer_columns(group) if group[c].notna().any()]
+        norms = group[cols].mean()
+        slope = mean_ci(group["act_grad_log10_slope"])
+        span = norms.iloc[0] / norms.iloc[-1] if norms.iloc[-1] > 0 else math.inf
+        if abs(slope.mean) < LEVEL_SLOPE:
+            shape = "roughly level"
+        elif span < 1:
+            shape = "vanishing towards the input"
+        else:
+            shape = "exploding towards the input"
+        lines.append(
+            f"- `{label}` on {dataset}: first-layer norm / last-layer norm = {span:.2g} over "
+            f"{len(cols)} layers ({slope.format()} decades per layer): **{shape}**."
+        )
+    lines.append("")
+    if _plot_depth(rows, plots / "grad_norms.png"):
+        lines += ["![gradient norm by layer](plots/grad_norms.png)", ""]
+    return lines
+
+
+def _performance(df: pd.DataFrame, final: pd.DataFrame) -> list[str]:
+    ok = final[final["status"] == "ok"]
+    if ok.empty:
+        return []
+    perf = ok.copy()
+    evals = df[df["status"] == "ok"].groupby(["variant", "dataset", "seed"])["eval_seconds"].mean()
+    perf["eval_seconds"] = perf.set_index(["variant", "dataset", "seed"]).index.map(evals)
+    cols = [c for c in PERFORMANCE if c in perf]
+    return [
+        "## Speed and memory",
+        "",
+        "Training throughput over training time only (evaluation excluded); `eval_seconds` is the "
+        "mean time of one evaluation; `peak_mem_mb` is the peak resident memory of the cell's "
+        "process on CPU, or CUDA peak allocated on a GPU.",
+        "",
+        *_table(perf, cols, ["variant", "dataset"]),
+        "",
+    ]
+
+
+def _curves(cfg: dict, df: pd.DataFrame, run_dir: Path, plots: Path) -> list[str]:
+    lines = ["## Plots", ""]
+    for dataset in df["dataset"].unique():
+        name = f"curves_{dataset}.png"
+        if _plot_curves(cfg, df[df["dataset"] == dataset], plots / name):
+            lines += [f"![{dataset} curves](plots/{name})", ""]
+        name = f"samples_{dataset}.png"
+        if _plot_samples(df[df["dataset"] == dataset], run_dir, dataset, plots / name):
+            lines += [f"![{dataset} samples](plots/{name})", ""]
+    return lines
+
+
+def _glossary() -> list[str]:
+    return [
+        "## Reading the results folder",
+        "",
+        "- `results.csv` / `results.parquet`: one row per variant entry, dataset, seed and "
+        "evaluation step; `status` is ok, diverged (a non-finite loss; the row says at which step) or "
+        "failed (the `note` says why). Empty metric cells were not computable; `note` says why.",
+        "- `config.json`: the fully resolved suite (every default filled in); `env.json`: commit, "
+        "package versions, device and threads.",
+        "- `cells/<variant>__<dataset>__s<seed>/`: final generator weights (`generator.pt`), critic "
+        "weight histograms at every evaluation (`weight_hist.npz`), final samples (`samples.npz`).",
+    ]
+
+
+# --- Plots ---------------------------------------------------------------------------------------
+
+
+def _save(fig: Any, path: Path) -> bool:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return True
+
+
+def _grid(n: int, ncols: int = 3, size: float = 3.2) -> tuple[Any, np.ndarray]:
+    ncols = min(ncols, n)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * 0.85 * nrows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, axes.flat
+
+
+def _plot_histograms(cfg: dict, final: pd.DataFrame, labels: list[str], run_dir: Path, path: Path) -> bool:
+    panels = []
+    for label in labels:
+        for dataset in cfg["variants"][label]["datasets"]:
+            seed = min(cfg["seeds"])
+            f = run_dir / "cells" / f"{label}__{dataset}__s{seed}" / "weight_hist.npz"
+            if f.is_file():
+                panels.append((label, dataset, np.load(f)))
+    if not panels:
+        return False
+    fig, axes = _grid(len(panels))
+    for ax, (label, dataset, h) in zip(axes, panels, strict=False):
+        edges, counts = h["edges"][-1], h["counts"][-1]
+        ax.stairs(counts, edges, fill=True, alpha=0.7)
+        ax.set_title(f"{label} · {dataset}\nstep {int(h['steps'][-1])}", fontsize=8)
+        ax.set_xlabel("critic weight", fontsize=7)
+        ax.tick_params(labelsize=6)
+    fig.suptitle("Critic weights at the final step (seed %d)" % min(cfg["seeds"]), fontsize=9)
+    return _save(fig, path)
+
+
+def _plot_depth(rows: pd.DataFrame, path: Path) -> bool:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for (label, dataset), group in rows.groupby(["variant", "dataset"], sort=False):
+        cols = [c for c in _layer_columns(group) if group[c].notna().any()]
+        norms = group[cols].mean()
+        ax.plot(range(1, len(cols) + 1), norms.values, marker="o", label=f"{label} · {dataset}")
+    ax.set_yscale("log")
+    ax.set_xlabel("critic hidden layer (input side first)")
+    ax.set_ylabel("‖∂ critic loss / ∂ activations‖ (mean over seeds)")
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def _plot_curves(cfg: dict, df: pd.DataFrame, path: Path) -> bool:
+    ok = df[df["status"] == "ok"]
+    cols = [c for c in [*cfg["metrics"], *DIAGNOSTICS] if c in ok and ok[c].notna().any()]
+    if not cols or ok.empty:
+        return False
+    fig, axes = _grid(len(cols), ncols=3)
+    for ax, col in zip(axes, cols, strict=False):
+        for label, group in ok.groupby("variant", sort=False):
+            curve = group.groupby("step")[col].agg(["mean", "min", "max"])
+            ax.plot(curve.index, curve["mean"], label=label)
+            ax.fill_between(curve.index, curve["min"], curve["max"], alpha=0.15)
+        ax.set_title(col, fontsize=8)
+        ax.set_xlabel("generator step", fontsize=7)
+        ax.tick_params(labelsize=6)
+    axes[0].legend(fontsize=6)
+    fig.suptitle(f"{df['dataset'].iloc[0]}: mean over seeds, band = min–max", fontsize=9)
+    return _save(fig, path)
+
+
+def _plot_samples(df: pd.DataFrame, run_dir: Path, dataset: str, path: Path) -> bool:
+    seed = int(df["seed"].min())
+    panels = []
+    for label in df["variant"].unique():
+        f = run_dir / "cells" / f"{label}__{dataset}__s{seed}" / "samples.npz"
+        if f.is_file():
+            panels.append((label, np.load(f)))
+    if not panels:
+        return False
+    fig, axes = _grid(len(panels), ncols=4, size=2.6)
+    for ax, (label, s) in zip(axes, panels, strict=False):
+        real, fake = s["real"][:1000], s["fake"][:1000]
+        ax.scatter(real[:, 0], real[:, 1], s=1, c="0.7", label="real")
+        ax.scatter(fake[:, 0], fake[:, 1], s=1, c="C3", label="generated")
+        lim = 1.3 * float(np.abs(real).max())
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+        ax.set_title(label, fontsize=8)
+        ax.tick_params(labelsize=5)
+    fig.suptitle(f"{dataset}: final samples, seed {seed} (grey real, red generated)", fontsize=9)
+    return _save(fig, path)

@@ -1,0 +1,51 @@
+"""The results table of a run folder: one row per (variant, dataset, seed, evaluation step)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.io import atomic_write_bytes
+
+KEY_COLUMNS = ["variant", "dataset", "seed", "step"]
+BASE_COLUMNS = [*KEY_COLUMNS, "images_seen", "train_seconds", "status"]
+CSV_NAME = "results.csv"
+PARQUET_NAME = "results.parquet"
+
+
+class ResultsTable:
+    """Rows kept in memory and rewritten atomically as CSV (and parquet) after every change."""
+
+    def __init__(self, run_dir: Path, metric_order: list[str]) -> None:
+        self.run_dir = Path(run_dir)
+        self.metric_order = metric_order
+        self.rows: list[dict[str, Any]] = []
+
+    def columns(self) -> list[str]:
+        seen = {k for row in self.rows for k in row}
+        first = [c for c in self.metric_order if c in seen and c not in BASE_COLUMNS]
+        rest = sorted(seen - set(BASE_COLUMNS) - set(first) - {"note"})
+        return BASE_COLUMNS + first + rest + (["note"] if "note" in seen else [])
+
+    def frame(self) -> pd.DataFrame:
+        df = pd.DataFrame(self.rows, columns=self.columns())
+        return df.sort_values(KEY_COLUMNS, kind="stable").reset_index(drop=True)
+
+    def add(self, rows: list[dict[str, Any]]) -> None:
+        """Append rows and rewrite results.csv atomically (parquet is written by `flush_parquet`)."""
+        self.rows.extend(rows)
+        buf = io.StringIO()
+        self.frame().to_csv(buf, index=False)
+        atomic_write_bytes(self.run_dir / CSV_NAME, buf.getvalue().encode("utf-8"))
+
+    def flush_parquet(self) -> None:
+        buf = io.BytesIO()
+        self.frame().to_parquet(buf, index=False)
+        atomic_write_bytes(self.run_dir / PARQUET_NAME, buf.getvalue())
+
+
+def read_results(run_dir: Path) -> pd.DataFrame:
+    return pd.read_csv(Path(run_dir) / CSV_NAME)

@@ -1,0 +1,59 @@
+"""The contract between the harness and a variant: the harness owns the loop, a variant owns its step."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+# Strict: a TOML string where a number is expected is an error, never silently converted.
+STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+Betas = Annotated[list[float], Field(min_length=2, max_length=2)]
+
+
+class VariantConfig(BaseModel):
+    """Base of every variant's typed configuration; suite files override its fields by name."""
+
+    model_config = STRICT
+
+
+class Variant:
+    """One GAN algorithm: builds G and its critic/discriminator D, and performs one generator step.
+
+    Subclasses set `family`, `paper`, `Config`, and implement `train_step` and `critic_loss`.
+    All randomness inside `train_step` comes from torch's global generator, which the harness seeds.
+    """
+
+    family: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    Config: ClassVar[type[VariantConfig]] = VariantConfig
+    # True when -critic_loss estimates a Wasserstein distance (WGAN family); the harness then logs it.
+    estimates_wasserstein: ClassVar[bool] = False
+
+    G: nn.Module
+    D: nn.Module
+
+    def __init__(self, cfg: VariantConfig, data_dim: int, device: torch.device) -> None:
+        self.cfg = cfg
+        self.data_dim = data_dim
+        self.device = device
+
+    @property
+    def z_dim(self) -> int:
+        return self.cfg.z_dim
+
+    def train_step(self, next_real: Callable[[], torch.Tensor]) -> dict[str, float]:
+        """One generator update (and the critic updates before it); returns scalar losses by name."""
+        raise NotImplementedError
+
+    def critic_loss(self, real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:
+        """The critic's adversarial loss on given outputs, without penalties (used for diagnostics)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor) -> torch.Tensor:
+        return self.G(z)
