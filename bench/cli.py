@@ -70,7 +70,9 @@ def cmd_run(args: list[str]) -> int:
         import torch
 
         if not torch.cuda.is_available():
-            raise UsageError("train.device=cuda but no CUDA device is available; use device=auto or cpu")
+            raise UsageError(
+                "train.device=cuda but no CUDA device is available; use device=auto or cpu"
+            )
     workers = suite.spec.train.workers or os.cpu_count() or 1
     threads = suite.spec.train.threads
 
@@ -143,7 +145,9 @@ def cmd_list() -> int:
     for name in VARIANTS.names():
         cls = VARIANTS.get(name)
         defaults = ", ".join(f"{k}={v}" for k, v in cls.Config().model_dump().items())
-        print(f"  {name:<10} family={cls.family}  paper: {cls.paper}\n  {'':<10} defaults: {defaults}")
+        print(
+            f"  {name:<10} family={cls.family}  paper: {cls.paper}\n  {'':<10} defaults: {defaults}"
+        )
     print("Datasets:")
     for name in DATASETS.names():
         doc = (DATASETS.get(name).__doc__ or "").strip().splitlines()[0]
@@ -151,7 +155,9 @@ def cmd_list() -> int:
     print("Metrics:")
     for name in METRICS.names():
         m = METRICS.get(name)
-        print(f"  {name:<16} {'higher' if m.higher_is_better else 'lower'} is better; {m.description}")
+        print(
+            f"  {name:<16} {'higher' if m.higher_is_better else 'lower'} is better; {m.description}"
+        )
     print("Suites:")
     for name, path in available_suites().items():
         try:

@@ -34,7 +34,9 @@ class Train(BaseModel):
     batch_size: PositiveInt = 256  # real samples per critic step
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when present
     workers: Annotated[int, Field(ge=0)] = 0  # CPU worker processes; 0 = one per core
-    threads: PositiveInt = 1  # torch threads per CPU worker (more threads per process ran slower here)
+    threads: PositiveInt = (
+        1  # torch threads per CPU worker (more threads per process ran slower here)
+    )
 
 
 class Eval(BaseModel):
@@ -149,7 +151,9 @@ def find_suite(name: str) -> Path:
     suites = available_suites()
     if name not in suites:
         known = ", ".join(suites) or "(none found)"
-        raise UsageError(f"unknown suite '{name}'; known suites: {known} (or give a path to a .toml file)")
+        raise UsageError(
+            f"unknown suite '{name}'; known suites: {known} (or give a path to a .toml file)"
+        )
     return suites[name]
 
 
@@ -158,15 +162,12 @@ def find_suite(name: str) -> Path:
 
 def parse_value(key: str, text: str) -> Any:
     """A command-line value as a TOML literal (`5`, `0.1`, `true`, `[1, 2]`), else as a string."""
-    if key == "seeds" and "," in text and not text.startswith("["):
-        text = f"[{text}]"
+    if key == "seeds" and not text.startswith("["):
+        return [parse_value("", item.strip()) for item in text.split(",")]  # seeds=0,1,2
     try:
-        value = tomllib.loads(f"v = {text}")["v"]
+        return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
-        value = text
-    if key == "seeds" and isinstance(value, int):
-        value = [value]
-    return value
+        return text
 
 
 def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -199,7 +200,7 @@ def _deep_merge(base: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any]:
 def _describe_error(err: dict[str, Any], model: type[BaseModel]) -> tuple[str, str]:
     """(dotted key, what is wrong and what is allowed) for one pydantic error."""
     loc = [str(p) for p in err["loc"]]
-    key = ".".join(loc)
+    key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
     if err["type"] == "extra_forbidden":
         allowed = _fields_at(model, loc[:-1])
         hint = f"; allowed keys here: {', '.join(allowed)}" if allowed else ""
@@ -246,7 +247,9 @@ def _resolve_entries(spec: SuiteSpec, where: str) -> tuple[Entry, ...]:
         raw = dict(raw)
         variant = raw.pop("variant", label)
         if not isinstance(variant, str):
-            raise UsageError(f"{where}: key 'variants.{label}.variant': must be a variant name string")
+            raise UsageError(
+                f"{where}: key 'variants.{label}.variant': must be a variant name string"
+            )
         try:
             cls = VARIANTS.get(variant)
         except RegistryError as exc:
@@ -294,7 +297,9 @@ def load_suite(
     where_file = shown(path)
     profiles = raw.pop("profiles", {})
     if not isinstance(profiles, dict) or not all(isinstance(p, dict) for p in profiles.values()):
-        raise UsageError(f"{where_file}: key 'profiles': must be a table of tables, e.g. [profiles.smoke]")
+        raise UsageError(
+            f"{where_file}: key 'profiles': must be a table of tables, e.g. [profiles.smoke]"
+        )
     if DEFAULT_PROFILE in profiles:
         raise UsageError(
             f"{where_file}: key 'profiles.{DEFAULT_PROFILE}': reserved; the file's top level is the default"

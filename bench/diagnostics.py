@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import numpy as np
@@ -52,8 +53,12 @@ def activation_grad_norms(
     """‖∂loss/∂h_l‖ for the output h_l of every hidden activation layer l, input side first.
 
     This is the quantity of Gulrajani et al. 2017, Figure 1 (left). The norm is taken over the whole
-    batch of real and generated samples fed through the critic together.
+    batch of real and generated samples fed through the critic together. It is computed in float64
+    on a copy of the critic: through a deep clipped critic the norms reach 1e-40 and below, which
+    float32 rounds to zero.
     """
+    critic = copy.deepcopy(critic).double()
+    real, fake = real.double(), fake.double()
     outputs: list[torch.Tensor] = []
     hooks = [
         m.register_forward_hook(lambda _m, _i, out: outputs.append(out))

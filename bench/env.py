@@ -21,6 +21,7 @@ PACKAGES = [
 
 def git_state() -> dict[str, Any]:
     """Commit and dirty flag of the harness's checkout, or why they are unknown."""
+
     def git(*args: str) -> str:
         return subprocess.run(
             ["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, check=True

@@ -45,7 +45,9 @@ class Registry(Generic[T]):
             return self._items[name]
         except KeyError:
             known = ", ".join(sorted(self._items)) or "(none)"
-            raise RegistryError(f"unknown {self.kind} '{name}'; known {self.kind}s: {known}") from None
+            raise RegistryError(
+                f"unknown {self.kind} '{name}'; known {self.kind}s: {known}"
+            ) from None
 
     def names(self) -> list[str]:
         return sorted(self._items)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from bench import diagnostics, memory
-from bench.config import Cell, Suite
+from bench.config import Suite
 from bench.io import atomic_write, atomic_write_bytes
 from bench.metrics import NotApplicable
 from bench.registry import DATASETS, METRICS, VARIANTS, load_all
@@ -219,10 +219,14 @@ def _save_torch(path: Path, obj: Any) -> None:
 
 
 def _save_samples(cell_dir: Path, real: torch.Tensor, fake: torch.Tensor) -> None:
-    atomic_write(cell_dir / "samples.npz", lambda f: np.savez(f, real=real.numpy(), fake=fake.numpy()))
+    atomic_write(
+        cell_dir / "samples.npz", lambda f: np.savez(f, real=real.numpy(), fake=fake.numpy())
+    )
 
 
-def _save_histograms(path: Path, hists: list[tuple[int, np.ndarray, np.ndarray]], scope: str) -> None:
+def _save_histograms(
+    path: Path, hists: list[tuple[int, np.ndarray, np.ndarray]], scope: str
+) -> None:
     if not hists:
         return
     atomic_write(
@@ -283,7 +287,10 @@ def run_jobs(
     os.environ.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     try:
         with ProcessPoolExecutor(
-            max_workers=workers, mp_context=ctx, initializer=_worker_init, initargs=(events, threads)
+            max_workers=workers,
+            mp_context=ctx,
+            initializer=_worker_init,
+            initargs=(events, threads),
         ) as pool:
             futures: dict[Future, CellJob] = {pool.submit(_worker_run, job): job for job in jobs}
             while len(statuses) < len(jobs):

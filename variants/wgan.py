@@ -21,7 +21,9 @@ from variants.nets import ToyMLPConfig, build_toy_pair
 
 class WGANConfig(ToyMLPConfig):
     n_critic: Annotated[int, Field(gt=0)] = 5  # critic steps per generator step (Algorithm 1)
-    lr: Annotated[float, Field(gt=0)] = 5e-5  # RMSProp step size (Algorithm 1); momentum-free on purpose
+    lr: Annotated[float, Field(gt=0)] = (
+        5e-5  # RMSProp step size (Algorithm 1); momentum-free on purpose
+    )
     clip_value: Annotated[float, Field(gt=0)] = 0.01  # c: critic parameters are clipped to [-c, c]
 
 

@@ -77,7 +77,9 @@ class SwissRoll(Dataset):
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         # scikit-learn draws from NumPy; seed it from the torch generator so one seed fixes the stream.
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-        points, _ = make_swiss_roll(n_samples=n, noise=0.25, random_state=np.random.RandomState(seed))
+        points, _ = make_swiss_roll(
+            n_samples=n, noise=0.25, random_state=np.random.RandomState(seed)
+        )
         return torch.from_numpy(points[:, [0, 2]] / 7.5).float()
 
 

@@ -12,7 +12,9 @@ from bench.datasets.base import Dataset
 from bench.metrics.base import Metric, NotApplicable
 from bench.registry import METRICS
 
-HQ_STDS = 3.0  # a sample within this many mode standard deviations of its nearest mode is high quality
+HQ_STDS = (
+    3.0  # a sample within this many mode standard deviations of its nearest mode is high quality
+)
 
 
 def _assign_modes(fake: torch.Tensor, dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,7 +58,9 @@ def energy_distance(real: torch.Tensor, fake: torch.Tensor, dataset: Dataset) ->
 
 for _metric in [
     Metric("modes_captured", modes_captured, True, "modes hit by at least one high-quality sample"),
-    Metric("hq_fraction", hq_fraction, True, "fraction of samples within 3 std of their nearest mode"),
+    Metric(
+        "hq_fraction", hq_fraction, True, "fraction of samples within 3 std of their nearest mode"
+    ),
     Metric("mode_kl", mode_kl, False, "KL(high-quality mode histogram ‖ uniform)"),
     Metric("energy_distance", energy_distance, False, "energy distance between real and generated"),
 ]:

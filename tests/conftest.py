@@ -1,0 +1,63 @@
+"""Shared fixtures: tiny suite files and an in-process `bench` call."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+
+TINY_SUITE = """
+description = "tiny suite for tests"
+seeds = [0, 1]
+datasets = ["8gaussians"]
+metrics = ["modes_captured", "hq_fraction", "mode_kl", "energy_distance"]
+
+[budget]
+gen_steps = 6
+
+[eval]
+every = 3
+num_samples = 200
+diag_samples = 64
+hist_bins = 11
+
+[train]
+batch_size = 32
+workers = 2
+
+[variant_defaults]
+width = 16
+
+[variants.wgan]
+
+[variants.wgan_gp]
+gp_weight = 0.1
+"""
+
+
+@pytest.fixture
+def write_suite(tmp_path: Path):
+    """Write a suite file into tmp_path/suites and return its path."""
+
+    def write(text: str = TINY_SUITE, name: str = "tiny") -> Path:
+        path = tmp_path / "suites" / f"{name}.toml"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def bench(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
+    """Run `bench ARGS...` in-process with tmp_path as the working directory; returns (rc, stderr)."""
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args: str) -> tuple[int, str]:
+        rc = main(list(args))
+        return rc, capsys.readouterr().err
+
+    return run
