@@ -192,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("bench: interrupted; the rows written so far stay in the run folder", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -12,10 +12,10 @@ import math
 import multiprocessing as mp
 import os
 import queue
+import signal
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -243,34 +243,29 @@ def _save_histograms(
 
 # --- Many cells ----------------------------------------------------------------------------------
 
-_events: Any = None
 
-
-def _worker_init(events: Any, threads: int) -> None:
-    global _events
-    _events = events
+def _worker_main(tasks: Any, events: Any, threads: int) -> None:
+    """A CPU worker process: takes jobs until it gets None, reports through `events`."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled by the main process
     torch.set_num_threads(threads)
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:
-        pass
+    torch.set_num_interop_threads(1)
+    pid = os.getpid()
+    while (job := tasks.get()) is not None:
 
+        def emit(kind: str, payload: Any, cell_id: str = job.cell_id) -> None:
+            events.put((pid, cell_id, kind, payload))
 
-def _worker_run(job: CellJob) -> str:
-    def emit(kind: str, payload: Any) -> None:
-        _events.put((job.cell_id, kind, payload))
-
-    status = run_cell(job, emit)
-    emit("done", status)
-    return status
+        emit("start", None)
+        emit("done", run_cell(job, emit))
 
 
 def run_jobs(
     jobs: list[CellJob], workers: int, threads: int, on_event: Callable[[str, str, Any], None]
 ) -> dict[str, str]:
-    """Run every job; `on_event(cell_id, kind, payload)` sees progress and rows in the main process.
+    """Run every job; `on_event(cell_id, kind, payload)` sees progress, rows and "done" here.
 
-    Returns the final status of every cell.
+    Returns the final status of every cell. A worker that dies (killed, out of memory) fails the
+    cell it was running; the other workers carry on. On an interrupt the workers are terminated.
     """
     statuses: dict[str, str] = {}
     if not jobs:
@@ -282,46 +277,78 @@ def run_jobs(
         return statuses
 
     ctx = mp.get_context("spawn")
-    events = ctx.Queue()
-    saved_env = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    os.environ.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    tasks, events = ctx.Queue(), ctx.Queue()
+    tasks.cancel_join_thread()  # never block exit on jobs that no worker took
+    n = min(workers, len(jobs))
+    for job in [*jobs, *[None] * n]:
+        tasks.put(job)
+    saved_env = {k: os.environ.get(k) for k in THREAD_VARS}
+    os.environ.update({k: str(threads) for k in THREAD_VARS})  # inherited by the spawned workers
     try:
-        with ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=ctx,
-            initializer=_worker_init,
-            initargs=(events, threads),
-        ) as pool:
-            futures: dict[Future, CellJob] = {pool.submit(_worker_run, job): job for job in jobs}
-            while len(statuses) < len(jobs):
-                try:
-                    cell_id, kind, payload = events.get(timeout=0.5)
-                except queue.Empty:
-                    _collect_crashes(futures, statuses, on_event)
-                    continue
-                on_event(cell_id, kind, payload)
-                if kind == "done":
-                    statuses[cell_id] = payload
+        procs = [ctx.Process(target=_worker_main, args=(tasks, events, threads)) for _ in range(n)]
+        for proc in procs:
+            proc.start()
     finally:
         for k, v in saved_env.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+    by_id = {job.cell_id: job for job in jobs}
+    running: dict[int, str] = {}  # worker pid → cell it is running
+    progress: dict[str, int] = {}  # generator steps each cell has reported done
+    row_step: dict[str, int] = {}  # step of each cell's latest result row
+    try:
+        while len(statuses) < len(jobs):
+            try:
+                pid, cell_id, kind, payload = events.get(timeout=0.5)
+            except queue.Empty:
+                last = {c: max(progress.get(c, 0), row_step.get(c, 0)) for c in running.values()}
+                _fail_lost_cells(procs, running, by_id, last, statuses, on_event)
+                continue
+            if kind == "start":
+                running[pid] = cell_id
+                continue
+            if kind == "progress":
+                progress[cell_id] = progress.get(cell_id, 0) + payload
+            elif kind == "rows":
+                row_step[cell_id] = max(r["step"] for r in payload)
+            on_event(cell_id, kind, payload)
+            if kind == "done":
+                statuses[cell_id] = payload
+                running.pop(pid, None)
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+        for proc in procs:
+            proc.join()
     return statuses
 
 
-def _collect_crashes(
-    futures: dict[Future, CellJob], statuses: dict[str, str], on_event: Callable[..., None]
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _fail_lost_cells(
+    procs: list[Any],
+    running: dict[int, str],
+    by_id: dict[str, CellJob],
+    last_step: dict[str, int],
+    statuses: dict[str, str],
+    on_event: Callable[[str, str, Any], None],
 ) -> None:
-    """A worker that died (killed, out of memory) fails its cell; the others carry on."""
-    for fut, job in futures.items():
-        if job.cell_id in statuses or not fut.done() or fut.exception() is None:
-            continue
-        exc = fut.exception()
-        row = {"variant": job.label, "dataset": job.dataset, "seed": job.seed, "step": 0,
-               "images_seen": 0, "train_seconds": 0.0, "status": "failed",
-               "note": f"worker process died: {type(exc).__name__}: {exc}"}  # fmt: skip
-        on_event(job.cell_id, "rows", [row])
-        on_event(job.cell_id, "done", "failed")
-        statuses[job.cell_id] = "failed"
+    """Fail the cells of dead workers, and every unstarted cell once no worker is left."""
+    lost = [running.pop(p.pid) for p in procs if not p.is_alive() and p.pid in running]
+    reason = "worker process died while running this cell (killed or out of memory?)"
+    if all(not p.is_alive() for p in procs):
+        lost += [c for c in by_id if c not in statuses and c not in lost]
+        reason = "no worker process left to run this cell"
+    for cell_id in lost:
+        job = by_id[cell_id]
+        # The step is the last one the worker reported; what it did after that is lost with it.
+        row = {"variant": job.label, "dataset": job.dataset, "seed": job.seed,
+               "step": last_step.get(cell_id, 0), "status": "failed", "note": reason}  # fmt: skip
+        on_event(cell_id, "rows", [row])
+        on_event(cell_id, "done", "failed")
+        statuses[cell_id] = "failed"

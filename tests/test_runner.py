@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -129,25 +130,53 @@ SLOW_SUITE = TINY_SUITE.replace("gen_steps = 6", "gen_steps = 400").replace(
 )
 
 
+def children(pid: int) -> list[int]:
+    """Child process ids of `pid`, read from /proc."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def start_run(tmp_path: Path, suite: Path, out: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench", "run", f"suite={suite}", f"out={out}"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal
+    )  # fmt: skip
+
+
+def wait_for_rows(out: Path, rows: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        csv = out / "results.csv"
+        if csv.exists() and csv.read_text().count("\n") > rows:
+            return
+        time.sleep(0.05)
+    pytest.fail("the run wrote no rows in time")
+
+
+def workers_of(proc: subprocess.Popen) -> list[int]:
+    # The spawned workers run multiprocessing.spawn; the resource tracker does not.
+    return [
+        pid
+        for pid in children(proc.pid)
+        if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+    ]
+
+
 @pytest.mark.parametrize("wait_rows", [2, 9])
 def test_killed_run_leaves_a_readable_table(write_suite, tmp_path, wait_rows):
     out = tmp_path / "run"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench", "run", f"suite={write_suite(SLOW_SUITE)}", f"out={out}"],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = start_run(tmp_path, write_suite(SLOW_SUITE), out)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            csv = out / "results.csv"
-            if csv.exists() and csv.read_text().count("\n") > wait_rows:
-                break
-            time.sleep(0.05)
-        else:
-            pytest.fail("the run wrote no rows in time")
+        wait_for_rows(out, wait_rows)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the main process and its workers, mid-write or not
         proc.wait()
@@ -178,3 +207,41 @@ def test_smoke_profile_of_the_first_workload(bench, tmp_path):
     assert df["variant"].nunique() == 7
     summary = (out / "summary.md").read_text()
     assert "Finding 1" in summary and "Finding 2" in summary
+
+
+def test_a_killed_worker_fails_only_its_cell(write_suite, tmp_path):
+    out = tmp_path / "run"
+    proc = start_run(tmp_path, write_suite(SLOW_SUITE), out)
+    try:
+        wait_for_rows(out, 2)
+        victims = workers_of(proc)
+        assert len(victims) == 2
+        os.kill(victims[0], signal.SIGKILL)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 1, err  # a failed cell makes the run exit non-zero
+    df = pd.read_csv(out / "results.csv")
+    final = df.groupby(["variant", "seed"]).tail(1)
+    assert sorted(final["status"]) == ["failed", "ok", "ok", "ok"]
+    failed = final[final["status"] == "failed"].iloc[0]
+    assert "worker process died" in failed["note"]
+    assert (final[final["status"] == "ok"]["step"] == 400).all()
+    assert "failed" in (out / "summary.md").read_text()
+
+
+def test_ctrl_c_stops_workers_and_keeps_rows(write_suite, tmp_path):
+    out = tmp_path / "run"
+    proc = start_run(tmp_path, write_suite(SLOW_SUITE), out)
+    try:
+        wait_for_rows(out, 2)
+        workers = workers_of(proc)
+        os.killpg(proc.pid, signal.SIGINT)  # a terminal sends it to the whole process group
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130 and "interrupted" in err
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+    assert len(pd.read_csv(out / "results.csv")) >= 2
