@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import shutil
 import sys
@@ -10,7 +12,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from bench.config import Suite, available_suites, load_suite, shown
+from bench import checkpoint
+from bench.config import (
+    Suite,
+    available_suites,
+    load_suite,
+    result_changes,
+    shown,
+    suite_from_resolved,
+)
 from bench.env import environment, resolve_device
 from bench.errors import UsageError
 from bench.io import atomic_write_json
@@ -18,7 +28,7 @@ from bench.registry import DATASETS, METRICS, VARIANTS, load_all
 from bench.results import ResultsTable
 from bench.runner import jobs_for, run_jobs
 
-RESERVED = {"suite", "profile", "out"}
+RESERVED = {"suite", "profile", "out", "resume"}
 SHORTCUTS = {"device": "train.device", "workers": "train.workers", "threads": "train.threads"}
 RESULTS_ROOT = Path("results") / "runs"
 
@@ -65,16 +75,14 @@ def new_run_dir(suite: str, out: str | None) -> Path:
 def cmd_run(args: list[str]) -> int:
     options, overrides = parse_assignments(args)
     suite = load_suite(options["suite"], options.get("profile"), overrides)
-    device = resolve_device(suite.spec.train.device)
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UsageError(
-                "train.device=cuda but no CUDA device is available; use device=auto or cpu"
-            )
-    workers = suite.spec.train.workers or os.cpu_count() or 1
-    threads = suite.spec.train.threads
+    resume = options.get("resume", "false")
+    if resume not in ("true", "false"):
+        raise UsageError(f"resume={resume}: must be true or false")
+    if resume == "true":
+        if "out" not in options:
+            raise UsageError("resume=true needs out=RUN_DIR, the folder to finish")
+        return _resume(Path(options["out"]), suite)
+    device, workers, threads = _placement(suite)
 
     # Everything is validated: only now is a run folder created.
     run_dir = new_run_dir(suite.name, options.get("out"))
@@ -84,8 +92,121 @@ def cmd_run(args: list[str]) -> int:
     atomic_write_json(run_dir / "env.json", environment(device, workers, threads))
     print(f"bench: {len(suite.cells())} cells of suite '{suite.name}' (profile {suite.profile}) "
           f"→ {shown(run_dir)}", file=sys.stderr)  # fmt: skip
+    return _execute(suite, run_dir, device, workers, threads, resume=False)
 
-    statuses = _run_suite(suite, run_dir, device, workers, threads)
+
+def cmd_resume(run_dir: str, args: list[str]) -> int:
+    """Finish an interrupted run with the configuration stored in its folder."""
+    workers = None
+    for arg in args:
+        key, _, value = arg.partition("=")
+        if key != "workers" or not value.isdigit():
+            raise UsageError(f"bench resume: '{arg}' not allowed; only workers=N may change")
+        workers = int(value)
+    path = Path(run_dir)
+    stored = _stored_suite(path)
+    # The suite file as it is now must agree with the run in everything that can change results.
+    if stored.path.is_file():
+        current = load_suite(str(stored.path), stored.profile, _stored_overrides(path))
+    else:
+        current = stored  # the file is gone: the folder's own configuration is all there is
+    if workers is not None:
+        train = current.spec.train.model_copy(update={"workers": workers})
+        current = dataclasses.replace(
+            current, spec=current.spec.model_copy(update={"train": train})
+        )
+    return _resume(path, current)
+
+
+def _resume(run_dir: Path, current: Suite) -> int:
+    stored = _stored_suite(run_dir)
+    changed = result_changes(stored, current)
+    if changed:
+        raise UsageError(
+            f"{shown(run_dir)}: the suite differs from the one this run started with in "
+            f"{', '.join(changed)}; these can change results, so the run cannot be resumed with "
+            "them. Restore the suite file, or start a new run."
+        )
+    device, workers, threads = _placement(current)
+    if device != json.loads((run_dir / "config.json").read_text())["device"]:
+        raise UsageError(f"{shown(run_dir)}: started on another device; resume it on the same kind")
+    env_path = run_dir / "env.json"
+    env = json.loads(env_path.read_text())
+    env.setdefault("resumed", []).append(environment(device, workers, threads))
+    atomic_write_json(env_path, env)
+    print(f"bench: resuming {shown(run_dir)}", file=sys.stderr)
+    return _execute(current, run_dir, device, workers, threads, resume=True)
+
+
+def _stored_suite(run_dir: Path) -> Suite:
+    config = run_dir / "config.json"
+    if not config.is_file():
+        raise UsageError(f"{run_dir}: not a run folder (no config.json in it)")
+    return suite_from_resolved(json.loads(config.read_text()), where=str(config))
+
+
+def _stored_overrides(run_dir: Path) -> dict[str, str]:
+    return json.loads((run_dir / "config.json").read_text()).get("overrides", {})
+
+
+def _placement(suite: Suite) -> tuple[str, int, int]:
+    """(device, CPU worker processes, torch threads per worker) for a run of `suite`."""
+    device = resolve_device(suite.spec.train.device)
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError(
+                "train.device=cuda but no CUDA device is available; use device=auto or cpu"
+            )
+    return device, suite.spec.train.workers or os.cpu_count() or 1, suite.spec.train.threads
+
+
+def _execute(
+    suite: Suite, run_dir: Path, device: str, workers: int, threads: int, resume: bool
+) -> int:
+    jobs = jobs_for(suite, run_dir, device)
+    table = ResultsTable(run_dir, metric_order=list(suite.spec.metrics))
+    statuses: dict[str, str] = {}
+    if resume:
+        # The checkpoints are the record: rows after a cell's last checkpoint are made again.
+        for stale in run_dir.rglob(".*.tmp"):
+            stale.unlink()
+        todo = []
+        for job in jobs:
+            state = checkpoint.load(Path(job.cell_dir) / checkpoint.CHECKPOINT_NAME)
+            table.rows.extend(state["rows"] if state else [])
+            if state and state["finished"]:
+                statuses[job.cell_id] = state["finished"]
+            else:
+                todo.append(dataclasses.replace(job, resume=True))
+        table.add([])
+        jobs = todo
+
+    steps_per_cell = suite.spec.budget.gen_steps
+    done_steps: dict[str, int] = {}
+    bar = tqdm(total=len(suite.cells()) * steps_per_cell, initial=len(statuses) * steps_per_cell,
+               unit="step", desc=suite.name, dynamic_ncols=True,
+               mininterval=1.0 if sys.stderr.isatty() else 10.0)  # fmt: skip
+
+    def on_event(cell_id: str, kind: str, payload: object) -> None:
+        if kind == "progress":
+            done_steps[cell_id] = done_steps.get(cell_id, 0) + payload
+            bar.update(payload)
+        elif kind == "rows":
+            table.add(payload)
+        elif kind == "done":
+            statuses[cell_id] = payload
+            bar.update(steps_per_cell - done_steps.get(cell_id, 0))  # a cell stopped early
+            done_steps[cell_id] = steps_per_cell
+            bar.set_postfix_str(f"cells {len(statuses)}/{len(suite.cells())}")
+
+    try:
+        run_jobs(jobs, workers, threads, on_event)
+    finally:
+        bar.close()
+        if table.rows:
+            table.flush_parquet()
 
     from bench.report import render
 
@@ -96,37 +217,6 @@ def cmd_run(args: list[str]) -> int:
         print(f"bench: {len(bad)} cell(s) did not finish ok: "
               + ", ".join(f"{c} ({s})" for c, s in sorted(bad.items())), file=sys.stderr)  # fmt: skip
     return 1 if "failed" in bad.values() else 0
-
-
-def _run_suite(suite: Suite, run_dir: Path, device: str, workers: int, threads: int) -> dict:
-    jobs = jobs_for(suite, run_dir, device)
-    table = ResultsTable(run_dir, metric_order=list(suite.spec.metrics))
-    steps_per_cell = suite.spec.budget.gen_steps
-    done_steps: dict[str, int] = {}
-    bar = tqdm(total=len(jobs) * steps_per_cell, unit="step", desc=suite.name, dynamic_ncols=True,
-               mininterval=1.0 if sys.stderr.isatty() else 10.0)  # fmt: skip
-    finished = 0
-
-    def on_event(cell_id: str, kind: str, payload: object) -> None:
-        nonlocal finished
-        if kind == "progress":
-            done_steps[cell_id] = done_steps.get(cell_id, 0) + payload
-            bar.update(payload)
-        elif kind == "rows":
-            table.add(payload)
-        elif kind == "done":
-            finished += 1
-            bar.update(steps_per_cell - done_steps.get(cell_id, 0))  # a cell stopped early
-            done_steps[cell_id] = steps_per_cell
-            bar.set_postfix_str(f"cells {finished}/{len(jobs)}")
-
-    try:
-        statuses = run_jobs(jobs, workers, threads, on_event)
-    finally:
-        bar.close()
-        if table.rows:
-            table.flush_parquet()
-    return statuses
 
 
 def cmd_report(run_dir: str) -> int:
@@ -175,6 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="train and evaluate every cell of a suite")
     run.add_argument("assignments", nargs="*", metavar="key=value",
                      help="suite=NAME [profile=P] [seeds=0,1,2] [dotted.key=value ...] [out=DIR]")  # fmt: skip
+    resume = sub.add_parser("resume", help="finish an interrupted run from its checkpoints")
+    resume.add_argument("run_dir")
+    resume.add_argument("assignments", nargs="*", metavar="workers=N")
     report = sub.add_parser("report", help="re-render summary.md and plots from a run folder")
     report.add_argument("run_dir")
     sub.add_parser("list", help="list variants, datasets, metrics and suites")
@@ -186,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return cmd_run(args.assignments)
+        if args.command == "resume":
+            return cmd_resume(args.run_dir, args.assignments)
         if args.command == "report":
             return cmd_report(args.run_dir)
         return cmd_list()

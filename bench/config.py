@@ -48,6 +48,13 @@ class Eval(BaseModel):
     hist_bins: Annotated[int, Field(ge=2)] = 101  # bins of the critic weight histogram
 
 
+class Checkpoint(BaseModel):
+    model_config = STRICT
+    every: Annotated[int, Field(ge=0)] = (
+        0  # generator steps between checkpoints; 0 = every evaluation
+    )
+
+
 class SuiteSpec(BaseModel):
     """The schema of a suite file (after its profile and overrides are merged in)."""
 
@@ -59,6 +66,7 @@ class SuiteSpec(BaseModel):
     budget: Budget
     eval: Eval
     train: Train = Train()
+    checkpoint: Checkpoint = Checkpoint()
     # Variant config fields applied to every entry (each entry may still override them).
     variant_defaults: dict[str, Any] = {}
     # label → {variant = "name" (default: the label), datasets = [...] (default: the suite's), fields}
@@ -111,7 +119,44 @@ class Suite:
             e.label: {"variant": e.variant, "datasets": list(e.datasets), **e.config.model_dump()}
             for e in self.entries
         }
-        return {"suite": self.name, "profile": self.profile, "suite_file": str(self.path), **spec}
+        return {
+            "suite": self.name, "profile": self.profile, "suite_file": str(self.path.resolve()), **spec
+        }  # fmt: skip
+
+
+# Keys of a resolved configuration that cannot change a result, so a resume may differ in them.
+RESULT_NEUTRAL = {"description", "train.workers"}
+RUN_KEYS = ("suite", "profile", "suite_file", "device", "overrides")
+
+
+def suite_from_resolved(resolved: dict[str, Any], where: str) -> Suite:
+    """Rebuild a Suite from the resolved configuration a run folder stores (config.json)."""
+    load_all()
+    spec = _validate(SuiteSpec, {k: v for k, v in resolved.items() if k not in RUN_KEYS}, where)
+    return Suite(
+        name=resolved["suite"],
+        path=Path(resolved["suite_file"]),
+        profile=resolved["profile"],
+        spec=spec,
+        entries=_check_spec(spec, where),
+    )
+
+
+def result_changes(before: Suite, after: Suite) -> list[str]:
+    """Dotted keys whose values differ between two suites, except those that cannot alter results."""
+    a, b = _flatten(before.resolved()), _flatten(after.resolved())
+    skip = RESULT_NEUTRAL | {"suite_file"}
+    return sorted(k for k in a.keys() | b.keys() if k not in skip and a.get(k) != b.get(k))
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 # --- Finding suite files -------------------------------------------------------------------------

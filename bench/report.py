@@ -270,7 +270,8 @@ def _glossary() -> list[str]:
         "- `config.json`: the fully resolved suite (every default filled in); `env.json`: commit, "
         "package versions, device and threads.",
         "- `cells/<variant>__<dataset>__s<seed>/`: final generator weights (`generator.pt`), critic "
-        "weight histograms at every evaluation (`weight_hist.npz`), final samples (`samples.npz`).",
+        "weight histograms at every evaluation (`weight_hist.npz`), final samples (`samples.npz`), "
+        "and the cell's last checkpoint (`checkpoint.pt`), from which `bench resume` continues.",
     ]
 
 

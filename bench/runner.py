@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench import diagnostics, memory
+from bench import checkpoint, diagnostics, memory
 from bench.config import Suite
 from bench.io import atomic_write, atomic_write_bytes
 from bench.metrics import NotApplicable
@@ -50,6 +50,8 @@ class CellJob:
     metrics: list[str]
     device: str
     cell_dir: str
+    checkpoint_every: int = 0  # generator steps between checkpoints; 0 = at every evaluation
+    resume: bool = False  # continue from the cell's checkpoint, if it has one
     progress_every: int = field(default=1)
 
 
@@ -69,10 +71,19 @@ def jobs_for(suite: Suite, run_dir: Path, device: str) -> list[CellJob]:
             metrics=list(spec.metrics),
             device=device,
             cell_dir=str(run_dir / "cells" / cell.cell_id),
+            checkpoint_every=spec.checkpoint.every,
             progress_every=max(1, spec.budget.gen_steps // 50),
         )
         for cell in suite.cells()
     ]
+
+
+def checkpoint_steps(job: CellJob) -> set[int]:
+    if job.checkpoint_every == 0:
+        steps = set(eval_steps(job.gen_steps, job.eval["every"], at_start=False))
+    else:
+        steps = set(range(job.checkpoint_every, job.gen_steps + 1, job.checkpoint_every))
+    return steps | {job.gen_steps}
 
 
 def eval_steps(gen_steps: int, every: int, at_start: bool) -> list[int]:
@@ -106,7 +117,31 @@ def run_cell(job: CellJob, emit: Emit) -> str:
         n_diag = min(eval_cfg["diag_samples"], eval_cfg["num_samples"])
         metrics = [METRICS.get(name) for name in job.metrics]
         schedule = set(eval_steps(job.gen_steps, eval_cfg["every"], eval_cfg["at_start"]))
-        histograms: list[tuple[int, np.ndarray, np.ndarray]] = []
+        save_at = checkpoint_steps(job)
+        histograms: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+        rows: list[dict[str, Any]] = []
+        loss_sums: dict[str, float] = {}
+        since_eval = 0
+        ckpt_path = cell_dir / checkpoint.CHECKPOINT_NAME
+
+        def save_checkpoint(finished: str | None) -> None:
+            checkpoint.save(ckpt_path, {
+                "cell_id": job.cell_id, "step": step, "images_seen": images_seen,
+                "train_seconds": train_seconds, "loss_sums": loss_sums, "since_eval": since_eval,
+                "variant": variant.state_dict(), "rng": checkpoint.rng_state({"data": data_gen}),
+                "histograms": histograms, "rows": rows, "finished": finished,
+            })  # fmt: skip
+
+        # Resume: everything above was rebuilt from the seed exactly as in a fresh start; now the
+        # checkpoint overwrites the state that training has changed since.
+        state = checkpoint.load(ckpt_path) if job.resume else None
+        if state is not None:
+            variant.load_state_dict(state["variant"])
+            checkpoint.set_rng_state(state["rng"], {"data": data_gen})
+            step, images_seen = state["step"], state["images_seen"]
+            train_seconds, loss_sums = state["train_seconds"], state["loss_sums"]
+            since_eval, histograms, rows = state["since_eval"], state["histograms"], state["rows"]
+            emit("progress", step)
 
         def next_real() -> torch.Tensor:
             nonlocal images_seen
@@ -144,7 +179,7 @@ def run_cell(job: CellJob, emit: Emit) -> str:
                 row[f"act_grad_norm/{i:02d}"] = norm
             row["act_grad_log10_slope"] = diagnostics.log10_slope(norms)
             counts, edges = diagnostics.weight_histogram(variant.D, eval_cfg["hist_bins"])
-            histograms.append((step, counts, edges))
+            histograms.append((step, torch.from_numpy(counts), torch.from_numpy(edges)))
             if step == job.gen_steps:
                 _save_samples(cell_dir, real_cpu, fake_cpu)
             row["eval_seconds"] = time.perf_counter() - t0
@@ -164,13 +199,12 @@ def run_cell(job: CellJob, emit: Emit) -> str:
                 **extra,
                 "peak_mem_mb": memory.peak_mb(device),
             }
+            rows.append(row)
             emit("rows", [row])
 
         # Train: the loop times training only; evaluation and logging are outside the clock.
-        if 0 in schedule:
+        if 0 in schedule and state is None:
             emit_row("ok", evaluate())
-        loss_sums: dict[str, float] = {}
-        since_eval = 0
         status = "ok"
         interval_start = time.perf_counter()
         while step < job.gen_steps:
@@ -187,23 +221,33 @@ def run_cell(job: CellJob, emit: Emit) -> str:
                 loss_sums[k] = loss_sums.get(k, 0.0) + v
             if step % job.progress_every == 0:
                 emit("progress", job.progress_every)
-            if step in schedule:
+            if step in schedule or step in save_at:
                 train_seconds += _elapsed(interval_start, device)
-                train_means = {k: v / since_eval for k, v in loss_sums.items()}
-                emit_row("ok", {**train_means, **evaluate()})
-                loss_sums, since_eval = {}, 0
+                if step in schedule:
+                    train_means = {k: v / since_eval for k, v in loss_sums.items()}
+                    emit_row("ok", {**train_means, **evaluate()})
+                    loss_sums, since_eval = {}, 0
+                if step in save_at and step < job.gen_steps:
+                    save_checkpoint(finished=None)
                 interval_start = time.perf_counter()
 
-        # Keep what the cell made: final generator weights and the critic weight histograms.
+        # Keep what the cell made; the finished checkpoint, written last, marks the cell complete.
         _save_torch(cell_dir / "generator.pt", variant.G.state_dict())
         _save_histograms(cell_dir / "weight_hist.npz", histograms, mem_scope)
+        save_checkpoint(finished=status)
         return status
+    except OSError as exc:  # disk full, folder gone: stop cleanly; the last checkpoint stays usable
+        note = f"{type(exc).__name__}: {exc}; the last checkpoint is kept for `bench resume`"
+        return _fail(emit, base, step, images_seen, train_seconds, note)
     except Exception as exc:  # a bug in one cell must not stop the suite; it is recorded instead
         traceback.print_exc()
-        emit("rows", [{**base, "step": step, "images_seen": images_seen,
-                       "train_seconds": train_seconds, "status": "failed",
-                       "note": f"{type(exc).__name__}: {exc}"}])  # fmt: skip
-        return "failed"
+        return _fail(emit, base, step, images_seen, train_seconds, f"{type(exc).__name__}: {exc}")
+
+
+def _fail(emit: Emit, base: dict, step: int, images_seen: int, seconds: float, note: str) -> str:
+    emit("rows", [{**base, "step": step, "images_seen": images_seen, "train_seconds": seconds,
+                   "status": "failed", "note": note}])  # fmt: skip
+    return "failed"
 
 
 def _elapsed(start: float, device: torch.device) -> float:
@@ -225,7 +269,7 @@ def _save_samples(cell_dir: Path, real: torch.Tensor, fake: torch.Tensor) -> Non
 
 
 def _save_histograms(
-    path: Path, hists: list[tuple[int, np.ndarray, np.ndarray]], scope: str
+    path: Path, hists: list[tuple[int, torch.Tensor, torch.Tensor]], scope: str
 ) -> None:
     if not hists:
         return

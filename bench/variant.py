@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -57,3 +57,15 @@ class Variant:
     @torch.no_grad()
     def generate(self, z: torch.Tensor) -> torch.Tensor:
         return self.G(z)
+
+    def state_dict(self) -> dict[str, Any]:
+        """State of every network and optimiser the variant holds, for checkpoints."""
+        return {
+            name: obj.state_dict()
+            for name, obj in sorted(vars(self).items())
+            if isinstance(obj, nn.Module | torch.optim.Optimizer)
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name, obj_state in state.items():
+            getattr(self, name).load_state_dict(obj_state)
