@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -25,8 +26,9 @@ from bench.env import environment, resolve_device
 from bench.errors import UsageError
 from bench.io import atomic_write_json
 from bench.registry import DATASETS, METRICS, VARIANTS, load_all
-from bench.results import ResultsTable
+from bench.results import KEY_COLUMNS, ResultsTable, read_results
 from bench.runner import jobs_for, run_jobs
+from bench.tracking import Tracker, cell_id, resolve_uri
 
 RESERVED = {"suite", "profile", "out", "resume"}
 SHORTCUTS = {"device": "train.device", "workers": "train.workers", "threads": "train.threads"}
@@ -183,6 +185,12 @@ def _execute(
         table.add([])
         jobs = todo
 
+    tracking = suite.spec.tracking
+    tracker = (
+        Tracker(run_dir, resolve_uri(tracking.uri), tracking.log_weights)
+        if tracking.enabled
+        else None
+    )
     steps_per_cell = suite.spec.budget.gen_steps
     done_steps: dict[str, int] = {}
     bar = tqdm(total=len(suite.cells()) * steps_per_cell, initial=len(statuses) * steps_per_cell,
@@ -195,8 +203,12 @@ def _execute(
             bar.update(payload)
         elif kind == "rows":
             table.add(payload)
+            if tracker:
+                tracker.log_rows(payload)
         elif kind == "done":
             statuses[cell_id] = payload
+            if tracker:
+                tracker.close_cell(cell_id, payload)
             bar.update(steps_per_cell - done_steps.get(cell_id, 0))  # a cell stopped early
             done_steps[cell_id] = steps_per_cell
             bar.set_postfix_str(f"cells {len(statuses)}/{len(suite.cells())}")
@@ -211,12 +223,57 @@ def _execute(
     from bench.report import render
 
     summary = render(run_dir)
+    if tracker:  # send whatever has not reached MLflow yet (all of it, after an earlier outage)
+        tracker._guard(tracker.sync, table.frame(), statuses)
     bad = {c: s for c, s in statuses.items() if s != "ok"}
     print(f"bench: summary at {shown(summary)}", file=sys.stderr)
     if bad:
         print(f"bench: {len(bad)} cell(s) did not finish ok: "
               + ", ".join(f"{c} ({s})" for c, s in sorted(bad.items())), file=sys.stderr)  # fmt: skip
     return 1 if "failed" in bad.values() else 0
+
+
+def cmd_sync(run_dir: str, args: list[str]) -> int:
+    """Send a stored run to MLflow; what is there already is not sent again."""
+    path = Path(run_dir)
+    suite = _stored_suite(path)
+    uri = suite.spec.tracking.uri
+    for arg in args:
+        key, _, value = arg.partition("=")
+        if key not in ("tracking.uri", "uri") or not value:
+            raise UsageError(f"bench sync: '{arg}' not allowed; only tracking.uri=URI")
+        uri = value
+    tracker = Tracker(path, resolve_uri(uri), suite.spec.tracking.log_weights)
+    df = read_results(path)
+    statuses = {
+        cell_id(r): r["status"] for r in df.groupby(KEY_COLUMNS[:3]).tail(1).to_dict("records")
+    }
+    try:
+        tracker.sync(df, statuses)
+    except Exception as exc:
+        print(f"bench: sync to {tracker.uri} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(f"bench: {shown(path)} is in MLflow at {tracker.uri} (run {tracker.state['parent']})",
+          file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def cmd_ui(args: list[str]) -> int:
+    """Start the MLflow UI on 127.0.0.1 for the tracking store (the embedded one by default)."""
+    options = dict(arg.partition("=")[::2] for arg in args)
+    unknown = set(options) - {"port", "tracking.uri", "uri"}
+    if unknown or not options.get("port", "5000").isdigit():
+        raise UsageError("bench ui takes port=N and tracking.uri=URI")
+    uri = resolve_uri(options.get("tracking.uri") or options.get("uri"))
+    port = options.get("port", "5000")
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    print(
+        f"bench: MLflow UI for {uri} at http://127.0.0.1:{port} (Ctrl-C stops it)", file=sys.stderr
+    )
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+           "--host", "127.0.0.1", "--port", port]  # fmt: skip
+    return subprocess.call(cmd)
 
 
 def cmd_report(run_dir: str) -> int:
@@ -268,6 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
     resume = sub.add_parser("resume", help="finish an interrupted run from its checkpoints")
     resume.add_argument("run_dir")
     resume.add_argument("assignments", nargs="*", metavar="workers=N")
+    sync = sub.add_parser("sync", help="send a stored run to MLflow (what is there is not resent)")
+    sync.add_argument("run_dir")
+    sync.add_argument("assignments", nargs="*", metavar="tracking.uri=URI")
+    ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1")
+    ui.add_argument("assignments", nargs="*", metavar="port=N")
     report = sub.add_parser("report", help="re-render summary.md and plots from a run folder")
     report.add_argument("run_dir")
     sub.add_parser("list", help="list variants, datasets, metrics and suites")
@@ -281,6 +343,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args.assignments)
         if args.command == "resume":
             return cmd_resume(args.run_dir, args.assignments)
+        if args.command == "sync":
+            return cmd_sync(args.run_dir, args.assignments)
+        if args.command == "ui":
+            return cmd_ui(args.assignments)
         if args.command == "report":
             return cmd_report(args.run_dir)
         return cmd_list()

@@ -55,6 +55,13 @@ class Checkpoint(BaseModel):
     )
 
 
+class Tracking(BaseModel):
+    model_config = STRICT
+    enabled: bool = True  # mirror the run to MLflow (the run folder is written either way)
+    uri: str | None = None  # tracking URI; else MLFLOW_TRACKING_URI; else results/mlflow.db
+    log_weights: bool = False  # also log each cell's final generator weights as an artifact
+
+
 class SuiteSpec(BaseModel):
     """The schema of a suite file (after its profile and overrides are merged in)."""
 
@@ -67,6 +74,7 @@ class SuiteSpec(BaseModel):
     eval: Eval
     train: Train = Train()
     checkpoint: Checkpoint = Checkpoint()
+    tracking: Tracking = Tracking()
     # Variant config fields applied to every entry (each entry may still override them).
     variant_defaults: dict[str, Any] = {}
     # label → {variant = "name" (default: the label), datasets = [...] (default: the suite's), fields}
@@ -125,7 +133,13 @@ class Suite:
 
 
 # Keys of a resolved configuration that cannot change a result, so a resume may differ in them.
-RESULT_NEUTRAL = {"description", "train.workers"}
+RESULT_NEUTRAL = {
+    "description",
+    "train.workers",
+    "tracking.enabled",
+    "tracking.uri",
+    "tracking.log_weights",
+}
 RUN_KEYS = ("suite", "profile", "suite_file", "device", "overrides")
 
 

@@ -12,6 +12,10 @@ from bench.io import atomic_write_bytes
 
 KEY_COLUMNS = ["variant", "dataset", "seed", "step"]
 BASE_COLUMNS = [*KEY_COLUMNS, "images_seen", "train_seconds", "status"]
+TRAILING_COLUMNS = [
+    "time",
+    "note",
+]  # when the row was made; why a value is missing or a cell stopped
 CSV_NAME = "results.csv"
 PARQUET_NAME = "results.parquet"
 
@@ -27,8 +31,9 @@ class ResultsTable:
     def columns(self) -> list[str]:
         seen = {k for row in self.rows for k in row}
         first = [c for c in self.metric_order if c in seen and c not in BASE_COLUMNS]
-        rest = sorted(seen - set(BASE_COLUMNS) - set(first) - {"note"})
-        return BASE_COLUMNS + first + rest + (["note"] if "note" in seen else [])
+        last = [c for c in TRAILING_COLUMNS if c in seen]
+        rest = sorted(seen - set(BASE_COLUMNS) - set(first) - set(last))
+        return BASE_COLUMNS + first + rest + last
 
     def frame(self) -> pd.DataFrame:
         df = pd.DataFrame(self.rows, columns=self.columns())

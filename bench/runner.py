@@ -198,6 +198,7 @@ def run_cell(job: CellJob, emit: Emit) -> str:
                 "gen_steps_per_s": step / train_seconds if train_seconds else float("nan"),
                 **extra,
                 "peak_mem_mb": memory.peak_mb(device),
+                "time": time.time(),  # when the row was made (also its timestamp in MLflow)
             }
             rows.append(row)
             emit("rows", [row])
@@ -246,7 +247,7 @@ def run_cell(job: CellJob, emit: Emit) -> str:
 
 def _fail(emit: Emit, base: dict, step: int, images_seen: int, seconds: float, note: str) -> str:
     emit("rows", [{**base, "step": step, "images_seen": images_seen, "train_seconds": seconds,
-                   "status": "failed", "note": note}])  # fmt: skip
+                   "status": "failed", "note": note, "time": time.time()}])  # fmt: skip
     return "failed"
 
 
@@ -392,7 +393,8 @@ def _fail_lost_cells(
         job = by_id[cell_id]
         # The step is the last one the worker reported; what it did after that is lost with it.
         row = {"variant": job.label, "dataset": job.dataset, "seed": job.seed,
-               "step": last_step.get(cell_id, 0), "status": "failed", "note": reason}  # fmt: skip
+               "step": last_step.get(cell_id, 0), "status": "failed", "note": reason,
+               "time": time.time()}  # fmt: skip
         on_event(cell_id, "rows", [row])
         on_event(cell_id, "done", "failed")
         statuses[cell_id] = "failed"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 
 
@@ -17,6 +19,11 @@ class Dataset:
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """`n` real samples as a float32 tensor [n, dim]."""
         raise NotImplementedError
+
+    def fingerprint(self) -> str:
+        """sha256 of 1,000 samples drawn with a fixed seed: it changes whenever the data does."""
+        x = self.sample(1000, torch.Generator().manual_seed(0))
+        return hashlib.sha256(x.numpy().tobytes()).hexdigest()
 
     def describe(self) -> str:
         return self.__doc__.strip().splitlines()[0] if self.__doc__ else self.name
