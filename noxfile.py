@@ -30,6 +30,13 @@ def report(session: nox.Session) -> None:
 
 
 @nox.session
+def ui(session: nox.Session) -> None:
+    """Start the MLflow UI on 127.0.0.1 for results/mlflow.db (or MLFLOW_TRACKING_URI)."""
+    install(session)
+    session.run("bench", "ui", *session.posargs)
+
+
+@nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite (pass pytest options after --)."""
     install(session, "test")

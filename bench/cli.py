@@ -260,20 +260,27 @@ def cmd_sync(run_dir: str, args: list[str]) -> int:
 
 def cmd_ui(args: list[str]) -> int:
     """Start the MLflow UI on 127.0.0.1 for the tracking store (the embedded one by default)."""
+    from bench import ui
+
     options = dict(arg.partition("=")[::2] for arg in args)
-    unknown = set(options) - {"port", "tracking.uri", "uri"}
+    unknown = set(options) - {"port", "tracking.uri", "screenshot", "suite"}
     if unknown or not options.get("port", "5000").isdigit():
-        raise UsageError("bench ui takes port=N and tracking.uri=URI")
-    uri = resolve_uri(options.get("tracking.uri") or options.get("uri"))
-    port = options.get("port", "5000")
+        raise UsageError(
+            "bench ui takes port=N, tracking.uri=URI, and screenshot=FILE.png [suite=NAME]"
+        )
+    uri = resolve_uri(options.get("tracking.uri"))
+    port = int(options.get("port", "5000"))
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if "screenshot" in options:
+        png = Path(options["screenshot"])
+        url = ui.screenshot(uri, options.get("suite", "wgan_vs_gp"), png, port)
+        print(f"bench: saved {png} of {url}", file=sys.stderr)
+        return 0
     print(
         f"bench: MLflow UI for {uri} at http://127.0.0.1:{port} (Ctrl-C stops it)", file=sys.stderr
     )
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-           "--host", "127.0.0.1", "--port", port]  # fmt: skip
-    return subprocess.call(cmd)
+    return subprocess.call(ui.ui_command(uri, port))
 
 
 def cmd_report(run_dir: str) -> int:
@@ -329,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("run_dir")
     sync.add_argument("assignments", nargs="*", metavar="tracking.uri=URI")
     ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1")
-    ui.add_argument("assignments", nargs="*", metavar="port=N")
+    ui.add_argument("assignments", nargs="*", metavar="port=N | screenshot=FILE.png")
     report = sub.add_parser("report", help="re-render summary.md and plots from a run folder")
     report.add_argument("run_dir")
     sub.add_parser("list", help="list variants, datasets, metrics and suites")

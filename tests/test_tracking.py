@@ -113,6 +113,21 @@ def test_embedded_store_needs_no_server(bench, write_suite, tmp_path):
     assert not (tmp_path / "mlruns").exists()  # artifacts stay under results/
 
 
+def test_ui_compares_the_variants_of_the_latest_run(bench, write_suite, tmp_path):
+    from bench.ui import compare_url
+
+    rc, err = bench("run", f"suite={write_suite()}", f"out={tmp_path / 'run'}")
+    assert rc == 0, err
+    uri = f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    _, children = runs_of(client, "tiny")
+    seed0 = {c.info.run_id for c in children if c.data.tags["seed"] == "0"}
+    url = compare_url(uri, "http://127.0.0.1:5000", "tiny")
+    assert url.startswith("http://127.0.0.1:5000/#/compare-runs?runs=[")
+    listed = set(url.split("runs=[")[1].split("]")[0].replace('"', "").split(","))
+    assert listed == seed0 and len(listed) == 2  # wgan and wgan_gp, same dataset and seed
+
+
 def test_real_server_receives_the_whole_run(server, bench, write_suite, tmp_path):
     out = tmp_path / "run"
     rc, err = bench("run", f"suite={write_suite()}", f"out={out}", f"tracking.uri={server.url}")
