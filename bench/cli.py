@@ -1,4 +1,4 @@
-"""Command line: `bench run`, `bench report`, `bench list`."""
+"""Command line: `bench run | resume | sync | ui | report | list`."""
 
 from __future__ import annotations
 

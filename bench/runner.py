@@ -11,12 +11,12 @@ import io
 import math
 import multiprocessing as mp
 import os
-import queue
 import signal
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
@@ -287,21 +287,32 @@ def _save_histograms(
 
 
 # --- Many cells ----------------------------------------------------------------------------------
+#
+# Each worker has its own pipe to the main process, which hands it one job at a time. Nothing is
+# shared between workers (no common queue and so no common lock), so a worker killed at any moment,
+# even in the middle of a send, cannot block the others.
+
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def _worker_main(tasks: Any, events: Any, threads: int) -> None:
-    """A CPU worker process: takes jobs until it gets None, reports through `events`."""
+def _worker_main(conn: Connection, threads: int) -> None:
+    """A CPU worker process: runs the jobs it receives until it receives None."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled by the main process
     torch.set_num_threads(threads)
     torch.set_num_interop_threads(1)
-    pid = os.getpid()
-    while (job := tasks.get()) is not None:
+    while (job := conn.recv()) is not None:
 
         def emit(kind: str, payload: Any, cell_id: str = job.cell_id) -> None:
-            events.put((pid, cell_id, kind, payload))
+            conn.send((cell_id, kind, payload))
 
-        emit("start", None)
         emit("done", run_cell(job, emit))
+
+
+@dataclass
+class _Worker:
+    proc: Any
+    conn: Connection | None
+    cell: str | None = None  # the cell it is running
 
 
 def run_jobs(
@@ -322,17 +333,16 @@ def run_jobs(
         return statuses
 
     ctx = mp.get_context("spawn")
-    tasks, events = ctx.Queue(), ctx.Queue()
-    tasks.cancel_join_thread()  # never block exit on jobs that no worker took
-    n = min(workers, len(jobs))
-    for job in [*jobs, *[None] * n]:
-        tasks.put(job)
+    pool: list[_Worker] = []
     saved_env = {k: os.environ.get(k) for k in THREAD_VARS}
     os.environ.update({k: str(threads) for k in THREAD_VARS})  # inherited by the spawned workers
     try:
-        procs = [ctx.Process(target=_worker_main, args=(tasks, events, threads)) for _ in range(n)]
-        for proc in procs:
+        for _ in range(min(workers, len(jobs))):
+            here, there = ctx.Pipe(duplex=True)
+            proc = ctx.Process(target=_worker_main, args=(there, threads))
             proc.start()
+            there.close()  # so that the worker's death reads as end-of-file here
+            pool.append(_Worker(proc, here))
     finally:
         for k, v in saved_env.items():
             if v is None:
@@ -341,60 +351,61 @@ def run_jobs(
                 os.environ[k] = v
 
     by_id = {job.cell_id: job for job in jobs}
-    running: dict[int, str] = {}  # worker pid → cell it is running
+    queue = list(jobs)
     progress: dict[str, int] = {}  # generator steps each cell has reported done
     row_step: dict[str, int] = {}  # step of each cell's latest result row
-    try:
-        while len(statuses) < len(jobs):
-            try:
-                pid, cell_id, kind, payload = events.get(timeout=0.5)
-            except queue.Empty:
-                last = {c: max(progress.get(c, 0), row_step.get(c, 0)) for c in running.values()}
-                _fail_lost_cells(procs, running, by_id, last, statuses, on_event)
-                continue
-            if kind == "start":
-                running[pid] = cell_id
-                continue
-            if kind == "progress":
-                progress[cell_id] = progress.get(cell_id, 0) + payload
-            elif kind == "rows":
-                row_step[cell_id] = max(r["step"] for r in payload)
-            on_event(cell_id, kind, payload)
-            if kind == "done":
-                statuses[cell_id] = payload
-                running.pop(pid, None)
-    finally:
-        for proc in procs:
-            if proc.is_alive():
-                proc.terminate()
-        for proc in procs:
-            proc.join()
-    return statuses
 
-
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-def _fail_lost_cells(
-    procs: list[Any],
-    running: dict[int, str],
-    by_id: dict[str, CellJob],
-    last_step: dict[str, int],
-    statuses: dict[str, str],
-    on_event: Callable[[str, str, Any], None],
-) -> None:
-    """Fail the cells of dead workers, and every unstarted cell once no worker is left."""
-    lost = [running.pop(p.pid) for p in procs if not p.is_alive() and p.pid in running]
-    reason = "worker process died while running this cell (killed or out of memory?)"
-    if all(not p.is_alive() for p in procs):
-        lost += [c for c in by_id if c not in statuses and c not in lost]
-        reason = "no worker process left to run this cell"
-    for cell_id in lost:
-        job = by_id[cell_id]
-        # The step is the last one the worker reported; what it did after that is lost with it.
+    def fail(cell: str, reason: str) -> None:
+        # The step is the last one reported; what the cell did after that is lost.
+        job = by_id[cell]
         row = {"variant": job.label, "dataset": job.dataset, "seed": job.seed,
-               "step": last_step.get(cell_id, 0), "status": "failed", "note": reason,
-               "time": time.time()}  # fmt: skip
-        on_event(cell_id, "rows", [row])
-        on_event(cell_id, "done", "failed")
-        statuses[cell_id] = "failed"
+               "step": max(progress.get(cell, 0), row_step.get(cell, 0)), "status": "failed",
+               "note": reason, "time": time.time()}  # fmt: skip
+        on_event(cell, "rows", [row])
+        on_event(cell, "done", "failed")
+        statuses[cell] = "failed"
+
+    def hand_out(worker: _Worker) -> None:
+        job = queue.pop(0) if queue else None
+        worker.cell = job.cell_id if job else None
+        try:
+            worker.conn.send(job)
+        except OSError:
+            pass  # it died; its end-of-file is handled below
+
+    try:
+        for worker in pool:
+            hand_out(worker)
+        while len(statuses) < len(jobs):
+            alive = [w for w in pool if w.conn is not None]
+            if not alive:  # every worker died: nothing is left to run the remaining cells
+                for cell in [w.cell for w in pool if w.cell] + [j.cell_id for j in queue]:
+                    if cell not in statuses:
+                        fail(cell, "no worker process left to run this cell")
+                break
+            for conn in wait([w.conn for w in alive], timeout=0.5):
+                worker = next(w for w in alive if w.conn is conn)
+                try:
+                    cell, kind, payload = conn.recv()
+                except (EOFError, OSError):
+                    conn.close()
+                    worker.conn = None
+                    if worker.cell and worker.cell not in statuses:
+                        fail(worker.cell, "worker process died while running this cell "
+                                          "(killed or out of memory?)")  # fmt: skip
+                    continue
+                if kind == "progress":
+                    progress[cell] = progress.get(cell, 0) + payload
+                elif kind == "rows":
+                    row_step[cell] = max(r["step"] for r in payload)
+                on_event(cell, kind, payload)
+                if kind == "done":
+                    statuses[cell] = payload
+                    hand_out(worker)
+    finally:
+        for worker in pool:
+            if worker.proc.is_alive():
+                worker.proc.terminate()
+        for worker in pool:
+            worker.proc.join()
+    return statuses

@@ -197,37 +197,43 @@ class Tracker:
             self.client.log_batch(run_id, params=items[i : i + 100])
 
     def _log_rows(self, rows: list[dict[str, Any]]) -> None:
+        """Send the rows not sent yet, each cell's in batches, noting them as sent after each."""
         from mlflow.entities import Metric
 
+        by_cell: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
-            cell = cell_id(row)
-            key = f"{int(row['step'])}:{row['status']}"
-            if key in self.state["logged"].get(cell, []):
+            by_cell.setdefault(cell_id(row), []).append(row)
+        for cell, cell_rows in by_cell.items():
+            fresh = [r for r in cell_rows if _row_key(r) not in self.state["logged"].get(cell, [])]
+            if not fresh:
                 continue
-            run_id = self._child(cell, row)
-            stamp = int(float(row.get("time") or 0) * 1000)
-            metrics = [
-                Metric(name, float(value), stamp, int(row["step"]))
-                for name, value in row.items()
-                if name not in NOT_METRICS and _is_number(value)
-            ]
-            for i in range(0, len(metrics), 1000):
-                self.client.log_batch(run_id, metrics=metrics[i : i + 1000])
-            self.state["logged"][cell].append(key)
-            self._save_state()
+            run_id = self._child(cell, fresh[0])
+            batch: list[Metric] = []
+            keys: list[str] = []
+            for i, row in enumerate(fresh):
+                stamp = int(float(row.get("time") or 0) * 1000)
+                batch += [
+                    Metric(name, float(value), stamp, int(row["step"]))
+                    for name, value in row.items()
+                    if name not in NOT_METRICS and _is_number(value)
+                ]
+                keys.append(_row_key(row))
+                if len(batch) >= 900 or i == len(fresh) - 1:  # MLflow takes 1,000 per batch
+                    self.client.log_batch(run_id, metrics=batch)
+                    self.state["logged"][cell] += keys
+                    self._save_state()
+                    batch, keys = [], []
 
     def _close_cell(self, cell: str, status: str) -> None:
         run_id = self.state["children"].get(cell)
         if not run_id or cell in self.state["cells_closed"]:
             return
         cell_dir = self.run_dir / "cells" / cell
-        for name in [
-            "weight_hist.npz",
-            "samples.npz",
-            *(["generator.pt"] if self.log_weights else []),
-        ]:
-            if (cell_dir / name).is_file():
-                self.client.log_artifact(run_id, str(cell_dir / name))
+        weights = [cell_dir / "generator.pt"] if self.log_weights else []
+        for path in [cell_dir / "weight_hist.npz", cell_dir / "samples.npz", *weights,
+                     self.run_dir / "env.json"]:  # fmt: skip
+            if path.is_file():
+                self.client.log_artifact(run_id, str(path))
         rows = _cell_rows(self.run_dir, cell)
         if rows is not None:
             with tempfile.TemporaryDirectory() as tmp:
@@ -287,6 +293,10 @@ def _dataset_hash(name: str) -> str:
 
     load_all()
     return DATASETS.get(name)().fingerprint()
+
+
+def _row_key(row: dict[str, Any]) -> str:
+    return f"{int(row['step'])}:{row['status']}"
 
 
 def _is_number(value: Any) -> bool:

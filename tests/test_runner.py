@@ -125,8 +125,11 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]
 
 
-SLOW_SUITE = TINY_SUITE.replace("gen_steps = 6", "gen_steps = 400").replace(
-    "every = 3", "every = 2"
+# Long enough to be killed in the middle of; MLflow is off (tests/test_tracking.py covers it).
+SLOW_SUITE = (
+    TINY_SUITE.replace("gen_steps = 6", "gen_steps = 400")
+    .replace("every = 3", "every = 2")
+    .replace("[train]", "[tracking]\nenabled = false\n\n[train]")
 )
 
 

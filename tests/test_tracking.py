@@ -13,7 +13,14 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from tests.test_runner import SLOW_SUITE, start_run, wait_for_rows
+from tests.conftest import TINY_SUITE
+from tests.test_runner import start_run, wait_for_rows
+
+# Long enough (4 cells × 31 evaluations) for the server to go away in the middle of it.
+OUTAGE_SUITE = TINY_SUITE.replace("gen_steps = 6", "gen_steps = 120").replace(
+    "every = 3", "every = 4"
+)
+OUTAGE_STEPS = list(range(0, 121, 4))
 
 CELLS = {"wgan · 8gaussians · seed 0", "wgan · 8gaussians · seed 1",
          "wgan_gp · 8gaussians · seed 0", "wgan_gp · 8gaussians · seed 1"}  # fmt: skip
@@ -96,7 +103,7 @@ def assert_complete_record(client: MlflowClient, out: Path, steps: list[int]) ->
                 "img_per_s", "peak_mem_mb"]:  # fmt: skip
         assert key in child.data.metrics, key
     assert {a.path for a in client.list_artifacts(child.info.run_id)} >= {
-        "results.csv", "weight_hist.npz", "samples.npz"}  # fmt: skip
+        "results.csv", "weight_hist.npz", "samples.npz", "env.json"}  # fmt: skip
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {
         "config.json", "env.json", "results.csv", "summary.md", "plots"}  # fmt: skip
     assert "final/wgan_gp/8gaussians/energy_distance/mean" in parent.data.metrics
@@ -138,20 +145,20 @@ def test_real_server_receives_the_whole_run(server, bench, write_suite, tmp_path
 
 def test_server_outage_loses_nothing_and_sync_completes_the_record(server, write_suite, tmp_path):
     suite = write_suite(
-        SLOW_SUITE.replace("[train]", f'[tracking]\nuri = "{server.url}"\n\n[train]')
+        OUTAGE_SUITE.replace("[train]", f'[tracking]\nuri = "{server.url}"\n\n[train]')
     )
     out = tmp_path / "run"
     proc = start_run(tmp_path, suite, out)
-    wait_for_rows(out, 20)
+    wait_for_rows(out, 12)
     server.stop()  # the tracking server goes away in the middle of the suite
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     assert err.count("tracking to") == 1 and "bench sync" in err  # reported once, not per row
     df = pd.read_csv(out / "results.csv")
-    assert len(df) == 4 * 201 and set(df["status"]) == {"ok"}  # nothing lost locally
+    assert len(df) == 4 * len(OUTAGE_STEPS) and set(df["status"]) == {"ok"}  # nothing lost locally
 
     server.start()
-    steps = list(range(0, 401, 2))
+    steps = OUTAGE_STEPS
     sync = subprocess.run([sys.executable, "-m", "bench", "sync", str(out)], cwd=tmp_path,
                           capture_output=True, text=True, timeout=600)  # fmt: skip
     assert sync.returncode == 0, sync.stderr
@@ -173,3 +180,30 @@ def test_sync_reports_an_unreachable_server(bench, write_suite, tmp_path):
     assert rc == 0 and not (tmp_path / "results" / "mlflow.db").exists()
     rc, err = bench("sync", str(out), "tracking.uri=http://127.0.0.1:9")
     assert rc == 1 and "sync to http://127.0.0.1:9 failed" in err
+
+
+def test_outage_across_a_killed_and_resumed_run(server, write_suite, tmp_path):
+    suite = write_suite(
+        OUTAGE_SUITE.replace("[train]", f'[tracking]\nuri = "{server.url}"\n\n[train]')
+    )
+    out = tmp_path / "run"
+    proc = start_run(tmp_path, suite, out)
+    try:
+        wait_for_rows(out, 12)
+        server.stop()
+        wait_for_rows(out, 40)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # killed while tracking is down
+        proc.wait()
+
+    resumed = subprocess.run([sys.executable, "-m", "bench", "resume", str(out)], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stderr.count("tracking to") == 1  # still down: reported once, run completes
+    assert len(pd.read_csv(out / "results.csv")) == 4 * len(OUTAGE_STEPS)
+
+    server.start()
+    sync = subprocess.run([sys.executable, "-m", "bench", "sync", str(out)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert sync.returncode == 0, sync.stderr
+    assert_complete_record(MlflowClient(server.url), out, OUTAGE_STEPS)
