@@ -158,16 +158,17 @@ def suite_from_resolved(resolved: dict[str, Any], where: str) -> Suite:
 
 def result_changes(before: Suite, after: Suite) -> list[str]:
     """Dotted keys whose values differ between two suites, except those that cannot alter results."""
-    a, b = _flatten(before.resolved()), _flatten(after.resolved())
+    a, b = flatten(before.resolved()), flatten(after.resolved())
     skip = RESULT_NEUTRAL | {"suite_file"}
     return sorted(k for k in a.keys() | b.keys() if k not in skip and a.get(k) != b.get(k))
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested tables as one level of dotted keys."""
     out: dict[str, Any] = {}
     for key, value in tree.items():
         if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
+            out.update(flatten(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value
     return out

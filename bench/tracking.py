@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.config import flatten
 from bench.io import atomic_write_json
 from bench.results import KEY_COLUMNS
 from bench.stats import mean_ci
@@ -41,16 +42,6 @@ def resolve_uri(setting: str | None) -> str:
 
 def cell_id(row: dict[str, Any]) -> str:
     return f"{row['variant']}__{row['dataset']}__s{int(row['seed'])}"
-
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 class Tracker:
