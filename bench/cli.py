@@ -224,7 +224,7 @@ def _execute(
 
     summary = render(run_dir)
     if tracker:  # send whatever has not reached MLflow yet (all of it, after an earlier outage)
-        tracker._guard(tracker.sync, table.frame(), statuses)
+        tracker.catch_up(table.frame(), statuses)
     bad = {c: s for c, s in statuses.items() if s != "ok"}
     print(f"bench: summary at {shown(summary)}", file=sys.stderr)
     if bad:

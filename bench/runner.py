@@ -15,7 +15,7 @@ import signal
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
@@ -52,7 +52,7 @@ class CellJob:
     cell_dir: str
     checkpoint_every: int = 0  # generator steps between checkpoints; 0 = at every evaluation
     resume: bool = False  # continue from the cell's checkpoint, if it has one
-    progress_every: int = field(default=1)
+    progress_every: int = 1
 
 
 def jobs_for(suite: Suite, run_dir: Path, device: str) -> list[CellJob]:

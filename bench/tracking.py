@@ -74,6 +74,10 @@ class Tracker:
     def close(self, statuses: dict[str, str]) -> None:
         self._guard(self._close, statuses)
 
+    def catch_up(self, df: pd.DataFrame, statuses: dict[str, str]) -> None:
+        """At the end of a run: send whatever has not reached MLflow yet, guarded like the rest."""
+        self._guard(self.sync, df, statuses)
+
     def sync(self, df: pd.DataFrame, statuses: dict[str, str]) -> None:
         """Send everything the folder holds that MLflow lacks (used by `bench sync`)."""
         self._log_rows(df.to_dict("records"))

@@ -24,6 +24,3 @@ class Dataset:
         """sha256 of 1,000 samples drawn with a fixed seed: it changes whenever the data does."""
         x = self.sample(1000, torch.Generator().manual_seed(0))
         return hashlib.sha256(x.numpy().tobytes()).hexdigest()
-
-    def describe(self) -> str:
-        return self.__doc__.strip().splitlines()[0] if self.__doc__ else self.name
