@@ -109,7 +109,7 @@ def run_cell(job: CellJob, emit: Emit) -> str:
         mem_scope = memory.reset_peak(device)
         dataset = DATASETS.get(job.dataset)()
         cls = VARIANTS.get(job.variant)
-        variant = cls(cls.Config.model_validate(job.config), dataset.dim, device)
+        variant = cls(cls.Config.model_validate(job.config), dataset.spec, device)
         data_gen, eval_gen = stream(job.seed, "data"), stream(job.seed, "eval")
         eval_cfg = job.eval
         eval_real = dataset.sample(eval_cfg["num_samples"], eval_gen).to(device)
@@ -165,8 +165,8 @@ def run_cell(job: CellJob, emit: Emit) -> str:
 
             # Critic diagnostics: its loss on the evaluation batch, weight pile-up, gradient by depth.
             with torch.no_grad():
-                real_out = torch.cat([variant.D(x) for x in eval_real.split(EVAL_CHUNK)])
-                fake_out = torch.cat([variant.D(x) for x in fake.split(EVAL_CHUNK)])
+                real_out = torch.cat([variant.critic(x) for x in eval_real.split(EVAL_CHUNK)])
+                fake_out = torch.cat([variant.critic(x) for x in fake.split(EVAL_CHUNK)])
                 critic_loss = float(variant.critic_loss(real_out, fake_out))
             row["critic_loss"] = critic_loss
             if cls.estimates_wasserstein:

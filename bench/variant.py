@@ -9,6 +9,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from bench.datasets.base import DataSpec
+
 # Strict: a TOML string where a number is expected is an error, never silently converted.
 STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -33,13 +35,16 @@ class Variant:
     Config: ClassVar[type[VariantConfig]] = VariantConfig
     # True when -critic_loss estimates a Wasserstein distance (WGAN family); the harness then logs it.
     estimates_wasserstein: ClassVar[bool] = False
+    # True when G and D are conditioned on class labels (cGAN): `next_real()` then returns
+    # (samples, labels), and `generate` and `critic` take the labels too.
+    conditional: ClassVar[bool] = False
 
     G: nn.Module
     D: nn.Module
 
-    def __init__(self, cfg: VariantConfig, data_dim: int, device: torch.device) -> None:
+    def __init__(self, cfg: VariantConfig, data: DataSpec, device: torch.device) -> None:
         self.cfg = cfg
-        self.data_dim = data_dim
+        self.data = data
         self.device = device
 
     @property
@@ -55,8 +60,13 @@ class Variant:
         raise NotImplementedError
 
     @torch.no_grad()
-    def generate(self, z: torch.Tensor) -> torch.Tensor:
+    def generate(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Samples for latents `z` (and `labels`, for a conditional variant), in the data's range."""
         return self.G(z)
+
+    def critic(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """D's raw scores for samples `x` (and `labels`, for a conditional variant)."""
+        return self.D(x)
 
     def state_dict(self) -> dict[str, Any]:
         """State of every network and optimiser the variant holds, for checkpoints."""

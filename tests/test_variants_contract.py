@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from bench.datasets import DataSpec
 from bench.registry import DATASETS, VARIANTS, load_all
 from bench.seeding import seed_everything
 
@@ -14,7 +15,7 @@ def build(name: str, seed: int = 0, **overrides):
     seed_everything(seed, CPU)
     cls = VARIANTS.get(name)
     cfg = cls.Config.model_validate({"width": 16, **overrides})
-    return cls(cfg, 2, CPU)
+    return cls(cfg, DataSpec((2,)), CPU)
 
 
 def batches(seed: int = 0):

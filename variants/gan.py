@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 import torch
 from pydantic import Field
 
+from bench.datasets.base import DataSpec
 from bench.registry import VARIANTS
 from bench.variant import Betas, Variant
 from variants.losses import (
@@ -39,9 +40,9 @@ class GAN(Variant):
     paper = "Goodfellow et al. 2014, Generative Adversarial Nets"
     Config = GANConfig
 
-    def __init__(self, cfg: GANConfig, data_dim: int, device: torch.device) -> None:
-        super().__init__(cfg, data_dim, device)
-        self.G, self.D = (m.to(device) for m in build_toy_pair(cfg, data_dim))
+    def __init__(self, cfg: GANConfig, data: DataSpec, device: torch.device) -> None:
+        super().__init__(cfg, data, device)
+        self.G, self.D = (m.to(device) for m in build_toy_pair(cfg, data.shape[0]))
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
         self.g_loss = (

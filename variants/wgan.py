@@ -13,6 +13,7 @@ from typing import Annotated
 import torch
 from pydantic import Field
 
+from bench.datasets.base import DataSpec
 from bench.registry import VARIANTS
 from bench.variant import Variant
 from variants.losses import wasserstein_critic_loss, wasserstein_generator_loss
@@ -34,9 +35,9 @@ class WGAN(Variant):
     Config = WGANConfig
     estimates_wasserstein = True
 
-    def __init__(self, cfg: WGANConfig, data_dim: int, device: torch.device) -> None:
-        super().__init__(cfg, data_dim, device)
-        self.G, self.D = (m.to(device) for m in build_toy_pair(cfg, data_dim))
+    def __init__(self, cfg: WGANConfig, data: DataSpec, device: torch.device) -> None:
+        super().__init__(cfg, data, device)
+        self.G, self.D = (m.to(device) for m in build_toy_pair(cfg, data.shape[0]))
         self.opt_G = torch.optim.RMSprop(self.G.parameters(), lr=cfg.lr)
         self.opt_D = torch.optim.RMSprop(self.D.parameters(), lr=cfg.lr)
         self.clip_critic()  # the constraint holds from the first step on

@@ -14,6 +14,7 @@ from typing import Annotated
 import torch
 from pydantic import Field
 
+from bench.datasets.base import DataSpec
 from bench.registry import VARIANTS
 from bench.variant import Betas, Variant
 from variants.losses import gradient_penalty, wasserstein_critic_loss, wasserstein_generator_loss
@@ -34,9 +35,9 @@ class WGANGP(Variant):
     Config = WGANGPConfig
     estimates_wasserstein = True
 
-    def __init__(self, cfg: WGANGPConfig, data_dim: int, device: torch.device) -> None:
-        super().__init__(cfg, data_dim, device)
-        self.G, self.D = (m.to(device) for m in build_toy_pair(cfg, data_dim))
+    def __init__(self, cfg: WGANGPConfig, data: DataSpec, device: torch.device) -> None:
+        super().__init__(cfg, data, device)
+        self.G, self.D = (m.to(device) for m in build_toy_pair(cfg, data.shape[0]))
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
 

@@ -1,24 +1,44 @@
-"""What the harness needs from a dataset."""
+"""What the harness needs from a dataset, and what a variant is told about it."""
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 import torch
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What a variant needs to know of its data to build its networks."""
+
+    shape: tuple[int, ...]  # one sample: (2,) for points, (C, H, W) for images in [-1, 1]
+    num_classes: int = 0  # classes a conditional variant can condition on; 0 = unlabelled
 
 
 class Dataset:
     """A source of real samples. Randomness comes only from the generator passed in."""
 
     name: str = ""
-    dim: int = 0
+    shape: tuple[int, ...] = ()
+    num_classes: int = 0
     # Mode centres [K, dim] and the per-coordinate noise std of each mode; None for data without modes.
     modes: torch.Tensor | None = None
     mode_std: float | None = None
 
+    @property
+    def spec(self) -> DataSpec:
+        return DataSpec(tuple(self.shape), self.num_classes)
+
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        """`n` real samples as a float32 tensor [n, dim]."""
+        """`n` real samples as a float32 tensor [n, *shape]."""
         raise NotImplementedError
+
+    def sample_labelled(
+        self, n: int, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`n` real samples and their class labels (int64); only for data with `num_classes > 0`."""
+        raise NotImplementedError(f"dataset '{self.name}' has no labels")
 
     def fingerprint(self) -> str:
         """sha256 of 1,000 samples drawn with a fixed seed: it changes whenever the data does."""

@@ -18,7 +18,7 @@ from bench.registry import DATASETS
 class GaussianMixture2D(Dataset):
     """Equal-weight mixture of isotropic Gaussians around fixed centres, optionally rescaled."""
 
-    dim = 2
+    shape = (2,)
 
     def __init__(self, name: str, centres: torch.Tensor, std: float, scale: float = 1.0) -> None:
         # Points are drawn as centre + std·N(0, I), then divided by `scale` (as gan_toy.py does),
@@ -29,7 +29,7 @@ class GaussianMixture2D(Dataset):
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         idx = torch.randint(len(self.modes), (n,), generator=generator)
-        noise = torch.randn(n, self.dim, generator=generator)
+        noise = torch.randn(n, *self.shape, generator=generator)
         return self.modes[idx] + self.mode_std * noise
 
 
@@ -72,7 +72,7 @@ class SwissRoll(Dataset):
     """Swiss roll, make_swiss_roll(noise=0.25) columns 0 and 2, divided by 7.5 (WGAN-GP gan_toy.py)."""
 
     name = "swissroll"
-    dim = 2
+    shape = (2,)
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         # scikit-learn draws from NumPy; seed it from the torch generator so one seed fixes the stream.
