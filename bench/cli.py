@@ -85,6 +85,8 @@ def cmd_run(args: list[str]) -> int:
             raise UsageError("resume=true needs out=RUN_DIR, the folder to finish")
         return _resume(Path(options["out"]), suite)
     device, workers, threads = _placement(suite)
+    for name in {d for entry in suite.entries for d in entry.datasets}:
+        DATASETS.get(name)()  # a dataset that is missing is reported now, before any folder exists
 
     # Everything is validated: only now is a run folder created.
     run_dir = new_run_dir(suite.name, options.get("out"))
@@ -213,6 +215,7 @@ def _execute(
             done_steps[cell_id] = steps_per_cell
             bar.set_postfix_str(f"cells {len(statuses)}/{len(suite.cells())}")
 
+    _prepare_image_metrics(suite, jobs)
     try:
         run_jobs(jobs, workers, threads, on_event)
     finally:
@@ -231,6 +234,31 @@ def _execute(
         print(f"bench: {len(bad)} cell(s) did not finish ok: "
               + ", ".join(f"{c} ({s})" for c, s in sorted(bad.items())), file=sys.stderr)  # fmt: skip
     return 1 if "failed" in bad.values() else 0
+
+
+def _prepare_image_metrics(suite: Suite, jobs: list) -> None:
+    """Train or convert backbones and cache real features once here, not in every worker at once."""
+    import torch
+
+    from bench.datasets.images import ImageDataset
+    from bench.metrics.images import ImageEvaluator, ImageMetric
+
+    names = [m for m in suite.spec.metrics if isinstance(METRICS.get(m), ImageMetric)]
+    ev = suite.spec.eval
+    for dataset_name in sorted({job.dataset for job in jobs}):
+        dataset = DATASETS.get(dataset_name)()
+        if not names or not isinstance(dataset, ImageDataset):
+            continue
+        print(f"bench: preparing image metrics for {dataset_name} (backbones {', '.join(ev.backbones)}; "
+              "a domain classifier is trained once per machine and cached)", file=sys.stderr)  # fmt: skip
+        evaluator = ImageEvaluator(
+            dataset, names, list(ev.backbones), ev.num_real or ev.num_samples,
+            Path(jobs[0].cache_dir), torch.device(jobs[0].device), ev.reference_split,
+            ev.kid_subsets, ev.inception_weights,
+        )  # fmt: skip
+        for bb in evaluator.prepare():
+            print(f"bench:   {bb.name}: weights sha256 {bb.weights_sha256[:12]}… "
+                  + " ".join(f"{k}={v}" for k, v in bb.info.items()), file=sys.stderr)  # fmt: skip
 
 
 def cmd_sync(run_dir: str, args: list[str]) -> int:

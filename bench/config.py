@@ -46,6 +46,13 @@ class Eval(BaseModel):
     num_samples: PositiveInt = 2500  # generated and real samples per evaluation (PacGAN: 2,500)
     diag_samples: PositiveInt = 256  # real and generated samples for the gradient-norm diagnostic
     hist_bins: Annotated[int, Field(ge=2)] = 101  # bins of the critic weight histogram
+    # Image metrics: feature extractors to measure in ("domain": a LeNet trained on the dataset;
+    # "inception": the standard FID network, meant for a GPU). Each gets its own metric columns.
+    backbones: Annotated[list[Literal["domain", "inception"]], Field(min_length=1)] = ["domain"]
+    num_real: PositiveInt | None = None  # real images for image metrics; default: num_samples
+    reference_split: Literal["train", "held_out"] = "train"  # the split generated images face
+    kid_subsets: PositiveInt = 100  # KID subsets (torch-fidelity's default; each costs 3 kernels)
+    inception_weights: str | None = None  # Inception weights file; else see bench/backbones
 
 
 class Checkpoint(BaseModel):
@@ -334,11 +341,23 @@ def _resolve_entries(spec: SuiteSpec, where: str) -> tuple[Entry, ...]:
 
 
 def _check_spec(spec: SuiteSpec, where: str) -> tuple[Entry, ...]:
+    from bench.datasets.images import IMAGE_DATASETS
+    from bench.metrics.images import ImageMetric
+
     _check_names(spec.datasets, DATASETS, where, "datasets")
     _check_names(spec.metrics, METRICS, where, "metrics")
     if len(set(spec.seeds)) != len(spec.seeds):
         raise UsageError(f"{where}: key 'seeds': each seed may appear only once (got {spec.seeds})")
-    return _resolve_entries(spec, where)
+    entries = _resolve_entries(spec, where)
+    image_metrics = [m for m in spec.metrics if isinstance(METRICS.get(m), ImageMetric)]
+    not_images = sorted({d for e in entries for d in e.datasets if d not in IMAGE_DATASETS})
+    if image_metrics and not_images:
+        raise UsageError(
+            f"{where}: key 'metrics': {', '.join(image_metrics)} measure images, but "
+            f"{', '.join(not_images)} are not image datasets (image datasets: "
+            f"{', '.join(IMAGE_DATASETS)}); remove those metrics or datasets"
+        )
+    return entries
 
 
 def load_suite(

@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from bench.io import atomic_write_bytes, atomic_write_text  # noqa: E402
+from bench.metrics import metric_columns  # noqa: E402
 from bench.results import read_results  # noqa: E402
 from bench.stats import mean_ci  # noqa: E402
 
@@ -108,8 +109,10 @@ def _results(cfg: dict, final: pd.DataFrame) -> list[str]:
     lines = ["## Sample quality at the final step", ""]
     ok = final[final["status"] == "ok"]
     for dataset, group in ok.groupby("dataset", sort=False):
-        cols = [m for m in cfg["metrics"] if m in group and group[m].notna().any()]
-        missing = [m for m in cfg["metrics"] if m not in cols]
+        filled = metric_columns(cfg["metrics"], group.columns)
+        cols = [c for c in filled if group[c].notna().any()]
+        missing = [c for c in filled if c not in cols]
+        missing += [m for m in cfg["metrics"] if not metric_columns([m], group.columns)]
         lines += [f"### {dataset}", "", *_table(group, cols, ["variant"]), ""]
         notes = group["note"].dropna().unique() if "note" in group else []
         if missing:
@@ -341,7 +344,8 @@ def _plot_depth(rows: pd.DataFrame, path: Path) -> bool:
 
 def _plot_curves(cfg: dict, df: pd.DataFrame, path: Path) -> bool:
     ok = df[df["status"] == "ok"]
-    cols = [c for c in [*cfg["metrics"], *DIAGNOSTICS] if c in ok and ok[c].notna().any()]
+    wanted = [*metric_columns(cfg["metrics"], ok.columns), *DIAGNOSTICS]
+    cols = [c for c in wanted if c in ok and ok[c].notna().any()]
     if not cols or ok.empty:
         return False
     fig, axes = _grid(len(cols), ncols=3)
@@ -368,6 +372,13 @@ def _plot_samples(df: pd.DataFrame, run_dir: Path, dataset: str, path: Path) -> 
     if not panels:
         return False
     fig, axes = _grid(len(panels), ncols=4, size=2.6)
+    if panels[0][1]["fake"].ndim == 4:  # images [N, C, H, W] as uint8
+        for ax, (label, s) in zip(axes, panels, strict=False):
+            ax.imshow(image_grid(s["fake"][:64]), cmap="gray", vmin=0, vmax=255)
+            ax.set_title(label, fontsize=8)
+            ax.axis("off")
+        fig.suptitle(f"{dataset}: final samples, seed {seed}", fontsize=9)
+        return _save(fig, path)
     for ax, (label, s) in zip(axes, panels, strict=False):
         real, fake = s["real"][:1000], s["fake"][:1000]
         ax.scatter(real[:, 0], real[:, 1], s=1, c="0.7", label="real")
@@ -379,3 +390,15 @@ def _plot_samples(df: pd.DataFrame, run_dir: Path, dataset: str, path: Path) -> 
         ax.tick_params(labelsize=5)
     fig.suptitle(f"{dataset}: final samples, seed {seed} (grey real, red generated)", fontsize=9)
     return _save(fig, path)
+
+
+def image_grid(images: np.ndarray, ncols: int = 8, pad: int = 1) -> np.ndarray:
+    """uint8 images [N, C, H, W] tiled into one [rows·H, cols·W(, C)] picture with 1-px gaps."""
+    n, c, h, w = images.shape
+    rows = math.ceil(n / ncols)
+    grid = np.full((rows * (h + pad) + pad, ncols * (w + pad) + pad, c), 255, dtype=np.uint8)
+    for i, img in enumerate(images):
+        r, k = divmod(i, ncols)
+        top, left = pad + r * (h + pad), pad + k * (w + pad)
+        grid[top : top + h, left : left + w] = img.transpose(1, 2, 0)
+    return grid[..., 0] if c == 1 else grid

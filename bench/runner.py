@@ -25,8 +25,10 @@ import torch
 
 from bench import checkpoint, diagnostics, memory
 from bench.config import Suite
+from bench.datasets.images import ImageDataset, to_uint8
 from bench.io import atomic_write, atomic_write_bytes
 from bench.metrics import NotApplicable
+from bench.metrics.images import ImageEvaluator, ImageMetric, default_cache_dir
 from bench.registry import DATASETS, METRICS, VARIANTS, load_all
 from bench.seeding import seed_everything, stream
 
@@ -53,6 +55,7 @@ class CellJob:
     checkpoint_every: int = 0  # generator steps between checkpoints; 0 = at every evaluation
     resume: bool = False  # continue from the cell's checkpoint, if it has one
     progress_every: int = 1
+    cache_dir: str = ""  # backbones and real-image features (default: results/cache)
 
 
 def jobs_for(suite: Suite, run_dir: Path, device: str) -> list[CellJob]:
@@ -73,6 +76,7 @@ def jobs_for(suite: Suite, run_dir: Path, device: str) -> list[CellJob]:
             cell_dir=str(run_dir / "cells" / cell.cell_id),
             checkpoint_every=spec.checkpoint.every,
             progress_every=max(1, spec.budget.gen_steps // 50),
+            cache_dir=str(default_cache_dir()),
         )
         for cell in suite.cells()
     ]
@@ -112,10 +116,31 @@ def run_cell(job: CellJob, emit: Emit) -> str:
         variant = cls(cls.Config.model_validate(job.config), dataset.spec, device)
         data_gen, eval_gen = stream(job.seed, "data"), stream(job.seed, "eval")
         eval_cfg = job.eval
-        eval_real = dataset.sample(eval_cfg["num_samples"], eval_gen).to(device)
-        eval_z = torch.randn(eval_cfg["num_samples"], variant.z_dim, generator=eval_gen).to(device)
-        n_diag = min(eval_cfg["diag_samples"], eval_cfg["num_samples"])
+        n_eval = eval_cfg["num_samples"]
+        if cls.conditional:  # real labels for the critic; generated samples cycle through classes
+            eval_real, real_labels = dataset.sample_labelled(n_eval, eval_gen)
+            eval_real, real_labels = eval_real.to(device), real_labels.to(device)
+            fake_labels = (torch.arange(n_eval) % dataset.num_classes).to(device)
+        else:
+            eval_real, real_labels, fake_labels = (
+                dataset.sample(n_eval, eval_gen).to(device),
+                None,
+                None,
+            )
+        eval_z = torch.randn(n_eval, variant.z_dim, generator=eval_gen).to(device)
+        n_diag = min(eval_cfg["diag_samples"], n_eval)
         metrics = [METRICS.get(name) for name in job.metrics]
+        # Image metrics share one feature extraction per backbone, with cached real features.
+        image_metrics = [m.name for m in metrics if isinstance(m, ImageMetric)]
+        metrics = [m for m in metrics if not isinstance(m, ImageMetric)]
+        evaluator = None
+        if image_metrics and isinstance(dataset, ImageDataset):
+            evaluator = ImageEvaluator(
+                dataset, image_metrics, eval_cfg["backbones"], eval_cfg["num_real"] or n_eval,
+                Path(job.cache_dir or default_cache_dir()), device, eval_cfg["reference_split"],
+                eval_cfg["kid_subsets"], eval_cfg["inception_weights"],
+            )  # fmt: skip
+            evaluator.prepare()
         schedule = set(eval_steps(job.gen_steps, eval_cfg["every"], eval_cfg["at_start"]))
         save_at = checkpoint_steps(job)
         histograms: list[tuple[int, torch.Tensor, torch.Tensor]] = []
@@ -143,16 +168,24 @@ def run_cell(job: CellJob, emit: Emit) -> str:
             since_eval, histograms, rows = state["since_eval"], state["histograms"], state["rows"]
             emit("progress", step)
 
-        def next_real() -> torch.Tensor:
+        def next_real() -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
             nonlocal images_seen
             images_seen += job.batch_size
+            if cls.conditional:
+                x, y = dataset.sample_labelled(job.batch_size, data_gen)
+                return x.to(device), y.to(device)
             return dataset.sample(job.batch_size, data_gen).to(device)
+
+        def chunks(x: torch.Tensor, labels: torch.Tensor | None) -> list[tuple]:
+            if labels is None:
+                return [(c, None) for c in x.split(EVAL_CHUNK)]
+            return list(zip(x.split(EVAL_CHUNK), labels.split(EVAL_CHUNK), strict=True))
 
         def evaluate() -> dict[str, Any]:
             t0 = time.perf_counter()
             row: dict[str, Any] = {}
             notes: list[str] = []
-            fake = torch.cat([variant.generate(z) for z in eval_z.split(EVAL_CHUNK)])
+            fake = torch.cat([variant.generate(z, y) for z, y in chunks(eval_z, fake_labels)])
             real_cpu, fake_cpu = eval_real.cpu(), fake.cpu()
 
             # Sample-quality metrics; one that cannot be computed stays empty with its reason noted.
@@ -162,25 +195,37 @@ def run_cell(job: CellJob, emit: Emit) -> str:
                 except NotApplicable as exc:
                     row[metric.name] = float("nan")
                     notes.append(f"{metric.name}: {exc}")
+            if evaluator is not None:
+                image_row, image_notes = evaluator(fake_cpu)
+                row.update(image_row)
+                notes += image_notes
+            elif image_metrics:
+                notes.append(f"{', '.join(image_metrics)}: need an image dataset; "
+                             f"'{job.dataset}' is not one")  # fmt: skip
 
             # Critic diagnostics: its loss on the evaluation batch, weight pile-up, gradient by depth.
             with torch.no_grad():
-                real_out = torch.cat([variant.critic(x) for x in eval_real.split(EVAL_CHUNK)])
-                fake_out = torch.cat([variant.critic(x) for x in fake.split(EVAL_CHUNK)])
+                real_out = torch.cat(
+                    [variant.critic(x, y) for x, y in chunks(eval_real, real_labels)]
+                )
+                fake_out = torch.cat([variant.critic(x, y) for x, y in chunks(fake, fake_labels)])
                 critic_loss = float(variant.critic_loss(real_out, fake_out))
             row["critic_loss"] = critic_loss
             if cls.estimates_wasserstein:
                 row["wasserstein_estimate"] = -critic_loss
             row["clip_saturation"] = diagnostics.clip_saturation(variant.D)
-            norms = diagnostics.activation_grad_norms(
-                variant.D, variant.critic_loss, eval_real[:n_diag], fake[:n_diag]
-            )
-            for i, norm in enumerate(norms, start=1):
-                row[f"act_grad_norm/{i:02d}"] = norm
-            row["act_grad_log10_slope"] = diagnostics.log10_slope(norms)
+            if not cls.conditional:  # the layer-by-layer diagnostic feeds D samples alone
+                norms = diagnostics.activation_grad_norms(
+                    variant.D, variant.critic_loss, eval_real[:n_diag], fake[:n_diag]
+                )
+                for i, norm in enumerate(norms, start=1):
+                    row[f"act_grad_norm/{i:02d}"] = norm
+                row["act_grad_log10_slope"] = diagnostics.log10_slope(norms)
             counts, edges = diagnostics.weight_histogram(variant.D, eval_cfg["hist_bins"])
             histograms.append((step, torch.from_numpy(counts), torch.from_numpy(edges)))
             if step == job.gen_steps:
+                if evaluator is not None:  # images: keep the first 1,000 as uint8 pictures
+                    real_cpu, fake_cpu = to_uint8(real_cpu[:1000]), to_uint8(fake_cpu[:1000])
                 _save_samples(cell_dir, real_cpu, fake_cpu)
             row["eval_seconds"] = time.perf_counter() - t0
             if notes:

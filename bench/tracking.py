@@ -172,6 +172,8 @@ class Tracker:
         tags = {**self._common_tags(), "mlflow.parentRunId": parent, "variant": label,
                 "variant_impl": entry["variant"], "dataset": dataset, "seed": str(seed),
                 "dataset_hash": _dataset_hash(dataset), "cell": cell}  # fmt: skip
+        # The feature extractors behind image metrics: which weights measured this cell's numbers.
+        tags.update({k: str(v) for k, v in row.items() if k.startswith("backbone_sha256/")})
         exp = self.client.get_run(parent).info.experiment_id
         run = self.client.create_run(exp, run_name=f"{label} · {dataset} · seed {seed}", tags=tags)
         run_id = run.info.run_id

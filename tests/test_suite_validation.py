@@ -61,8 +61,12 @@ BAD_SUITES = {
         "key 'datasets[0]': unknown dataset '9gaussians'; known datasets:",
     ),
     "unknown metric": (
+        replace('"energy_distance"]', '"fjd"]'),
+        "key 'metrics[3]': unknown metric 'fjd'; known metrics:",
+    ),
+    "image metric on points": (
         replace('"energy_distance"]', '"fid"]'),
-        "key 'metrics[3]': unknown metric 'fid'; known metrics:",
+        "key 'metrics': fid measure images, but 8gaussians are not image datasets",
     ),
     "invalid toml": (TINY_SUITE + "\n[budget\n", "not valid TOML"),
     "bad profile": (

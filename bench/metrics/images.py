@@ -1,0 +1,258 @@
+"""Image metrics through torch-fidelity and prdc, in the feature space of a named backbone.
+
+One feature extraction of the generated images feeds every metric. Real-image features are
+extracted once per (dataset, split, count, backbone weights) and cached on disk. The maths is the
+libraries': torch-fidelity's FID, KID, IS and precision/recall functions, prdc's density and
+coverage. Columns are `<metric>/<backbone>`, e.g. `fid/lenet-mnist5k`, `kid_std/inception`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from prdc import compute_prdc
+from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+from torch_fidelity.metric_isc import isc_features_to_metric
+from torch_fidelity.metric_kid import kid_features_to_metric
+from torch_fidelity.metric_prc import prc_features_to_metric
+from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
+
+from bench import backbones
+from bench.backbones import Backbone
+from bench.datasets.images import ImageDataset, to_uint8
+from bench.io import atomic_write_bytes
+from bench.metrics.base import Metric, NotApplicable
+from bench.registry import METRICS
+
+KID_SUBSET_SIZE = 1000  # torch-fidelity's default; lowered to the sample count when fewer exist
+PRDC_NEAREST_K = 5  # k of density/coverage (Naeem et al. 2020)
+BATCH_SIZE = 64  # torch-fidelity's default extraction batch
+
+
+@dataclass(frozen=True)
+class ImageMetric(Metric):
+    """A metric computed from backbone features; `columns` are the prefixes it fills, with direction."""
+
+    columns: tuple[tuple[str, bool], ...] = ()
+    needs_logits: bool = False
+
+
+def _not_direct(*_: Any) -> float:
+    raise NotApplicable("image metrics are computed by ImageEvaluator, not one at a time")
+
+
+IMAGE_METRICS = [
+    ImageMetric("fid", _not_direct, False, "Fréchet distance of backbone features (torch-fidelity)",
+                columns=(("fid", False),)),
+    ImageMetric("kid", _not_direct, False, "kernel distance of backbone features, mean and std over "
+                "subsets (torch-fidelity)", columns=(("kid", False), ("kid_std", False))),
+    ImageMetric("is", _not_direct, True, "Inception Score from the backbone's classifier "
+                "(torch-fidelity)", columns=(("is", True), ("is_std", False)), needs_logits=True),
+    ImageMetric("prc", _not_direct, True, "precision and recall, k = 3 (torch-fidelity)",
+                columns=(("precision", True), ("recall", True))),
+    ImageMetric("prdc", _not_direct, True, "density and coverage, k = 5 (prdc)",
+                columns=(("density", True), ("coverage", True))),
+    ImageMetric("class_coverage", _not_direct, True, "classes hit by the domain classifier's "
+                "predictions and KL(class histogram ‖ uniform)",
+                columns=(("classes_covered", True), ("class_kl", False)), needs_logits=True),
+]  # fmt: skip
+for _metric in IMAGE_METRICS:
+    METRICS.add(_metric.name, _metric)
+
+
+def default_cache_dir() -> Path:
+    """Where classifiers, converted weights and real features are cached: GAN_BENCH_CACHE, else
+    results/cache."""
+    return Path(os.environ.get("GAN_BENCH_CACHE", Path("results") / "cache")).resolve()
+
+
+def column_higher_is_better(column: str) -> bool | None:
+    """Direction of an image-metric column (`fid/inception` → False); None if it is not one."""
+    prefix = column.split("/", 1)[0]
+    for metric in IMAGE_METRICS:
+        for name, higher in metric.columns:
+            if name == prefix:
+                return higher
+    return None
+
+
+class _Images(torch.utils.data.Dataset):
+    """uint8 images as torch-fidelity wants them: each item a bare [C, H, W] tensor."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.images[i]
+
+
+def extract(extractor: Any, images: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
+    """torch-fidelity's own extraction loop over uint8 images; layer name → [N, D] features."""
+    return get_featuresdict_from_dataset(
+        _Images(images), extractor, BATCH_SIZE, device.type == "cuda", True, False
+    )
+
+
+class ImageEvaluator:
+    """Scores generated images against a fixed reference set, for each backbone, with cached reals."""
+
+    def __init__(
+        self,
+        dataset: ImageDataset,
+        metrics: list[str],
+        backbone_kinds: list[str],
+        num_real: int,
+        cache_dir: Path,
+        device: torch.device,
+        reference_split: str = "train",
+        kid_subsets: int = 100,
+        inception_weights: str | None = None,
+    ) -> None:
+        self.dataset = dataset
+        self.metrics = [METRICS.get(m) for m in metrics if isinstance(METRICS.get(m), ImageMetric)]
+        self.kinds = backbone_kinds
+        self.num_real = num_real
+        self.cache_dir = Path(cache_dir)
+        self.device = device
+        self.reference_split = reference_split
+        self.kid_subsets = kid_subsets
+        self.inception_weights = inception_weights
+        self.real_extractions = (
+            0  # how many times real features were extracted, not read from cache
+        )
+        self._prepared: list[tuple[Backbone, Any, dict[str, torch.Tensor]]] | None = None
+
+    def prepare(self) -> list[Backbone]:
+        """Resolve the backbones and load (or extract and cache) the reference features."""
+        if self._prepared is None:
+            self._prepared = []
+            for kind in self.kinds:
+                bb = backbones.resolve(kind, self.dataset, self.cache_dir, self.inception_weights)
+                layers = [bb.features] + ([bb.logits] if bb.logits else [])
+                extractor = create_feature_extractor(
+                    bb.extractor, layers, cuda=self.device.type == "cuda",
+                    feature_extractor_weights_path=str(bb.weights), verbose=False,
+                )  # fmt: skip
+                self._prepared.append((bb, extractor, self._real_features(bb, extractor)))
+        return [bb for bb, _, _ in self._prepared]
+
+    def _real_features(self, bb: Backbone, extractor: Any) -> dict[str, torch.Tensor]:
+        name = (f"{self.dataset.name}-{self.dataset.fingerprint()[:16]}-{self.reference_split}"
+                f"-n{self.num_real}-{bb.name}-{bb.weights_sha256[:16]}.pt")  # fmt: skip
+        path = self.cache_dir / "features" / name
+        if path.is_file():
+            return torch.load(path, weights_only=True)
+        images, _ = self.dataset.reference(self.reference_split, self.num_real)
+        features = extract(extractor, images, self.device)
+        self.real_extractions += 1
+        buf = io.BytesIO()
+        torch.save(features, buf)
+        atomic_write_bytes(path, buf.getvalue())
+        return features
+
+    def __call__(self, fake: torch.Tensor) -> tuple[dict[str, Any], list[str]]:
+        """Columns and notes for generated images `fake` (float in [-1, 1], or uint8)."""
+        fake_u8 = fake if fake.dtype == torch.uint8 else to_uint8(fake)
+        row: dict[str, Any] = {}
+        notes: list[str] = []
+        for bb, extractor, real in self.prepare_all():
+            fake_feats = extract(extractor, fake_u8, self.device)
+            row[f"n_real/{bb.name}"] = len(real[bb.features])
+            row[f"n_fake/{bb.name}"] = len(fake_u8)
+            row[f"backbone_sha256/{bb.name}"] = bb.weights_sha256
+            if "held_out_accuracy" in bb.info:
+                row[f"backbone_accuracy/{bb.name}"] = bb.info["held_out_accuracy"]
+            for metric in self.metrics:
+                try:
+                    values, note = _compute(
+                        metric.name, bb, real, fake_feats, self.dataset, self.kid_subsets
+                    )
+                    row.update({f"{col}/{bb.name}": v for col, v in values.items()})
+                    if note:
+                        notes.append(note)
+                except NotApplicable as exc:
+                    row.update({f"{col}/{bb.name}": float("nan") for col, _ in metric.columns})
+                    notes.append(f"{metric.name}/{bb.name}: {exc}")
+        return row, notes
+
+    def prepare_all(self) -> list[tuple[Backbone, Any, dict[str, torch.Tensor]]]:
+        self.prepare()
+        assert self._prepared is not None
+        return self._prepared
+
+
+def _compute(
+    metric: str,
+    bb: Backbone,
+    real: dict[str, torch.Tensor],
+    fake: dict[str, torch.Tensor],
+    dataset: ImageDataset,
+    kid_subsets: int,
+) -> tuple[dict[str, float], str]:
+    """(column prefix → value, note) of one metric on one backbone's features."""
+    fr, ff = real[bb.features], fake[bb.features]
+    n, dim = min(len(fr), len(ff)), fr.shape[1]
+    if metric == "fid":
+        if n < 2:
+            raise NotApplicable(f"needs at least 2 samples per side (got {n})")
+        fid = fid_statistics_to_metric(
+            fid_features_to_statistics(ff), fid_features_to_statistics(fr), verbose=False
+        )["frechet_inception_distance"]
+        note = ""
+        if n <= dim:
+            note = (f"fid/{bb.name}: {n} samples ≤ {dim} feature dimensions, so the covariance is "
+                    "singular and FID is biased upward; compare only at equal sample counts")  # fmt: skip
+        return {"fid": fid}, note
+    if metric == "kid":
+        subset = min(KID_SUBSET_SIZE, len(fr), len(ff))
+        if subset < 2:
+            raise NotApplicable(f"needs at least 2 samples per side (got {n})")
+        # When a subset is the whole of both sets, every subset is the same: compute it once, and
+        # leave the spread empty rather than report a spread of zero.
+        whole = subset == len(fr) == len(ff)
+        out = kid_features_to_metric(
+            ff, fr, kid_subset_size=subset, kid_subsets=1 if whole else kid_subsets, verbose=False
+        )
+        notes = []
+        if subset < KID_SUBSET_SIZE:
+            notes.append(f"kid/{bb.name}: subset size {subset} (fewer samples than the default "
+                         f"{KID_SUBSET_SIZE})")  # fmt: skip
+        if whole:
+            notes.append(f"kid_std/{bb.name}: every subset is the whole set, so there is no spread")
+        std = float("nan") if whole else out["kernel_inception_distance_std"]
+        return {"kid": out["kernel_inception_distance_mean"], "kid_std": std}, "; ".join(notes)
+    if metric == "is":
+        if bb.logits is None:
+            raise NotApplicable(bb.no_logits_reason)
+        out = isc_features_to_metric(fake[bb.logits], splits=10, shuffle=True, rng_seed=2020)
+        return {"is": out["inception_score_mean"], "is_std": out["inception_score_std"]}, ""
+    if metric == "prc":
+        out = prc_features_to_metric(ff, fr, verbose=False)
+        return {"precision": out["precision"], "recall": out["recall"]}, ""
+    if metric == "prdc":
+        if n <= PRDC_NEAREST_K:
+            raise NotApplicable(f"needs more than k = {PRDC_NEAREST_K} samples per side (got {n})")
+        with contextlib.redirect_stdout(io.StringIO()):  # prdc prints the sample counts
+            out = compute_prdc(fr.numpy(), ff.numpy(), PRDC_NEAREST_K)
+        return {"density": float(out["density"]), "coverage": float(out["coverage"])}, ""
+    if metric == "class_coverage":
+        if bb.logits is None or not bb.classes_are_data_classes:
+            raise NotApplicable(
+                f"backbone '{bb.name}' does not classify {dataset.name}'s classes; use 'domain'"
+            )
+        k = dataset.num_classes
+        counts = np.bincount(fake[bb.logits].argmax(1).numpy(), minlength=k)
+        p = counts[counts > 0] / counts.sum()
+        return {"classes_covered": float((counts > 0).sum()),
+                "class_kl": float((p * np.log(p * k)).sum())}, ""  # fmt: skip
+    raise NotApplicable(f"unknown image metric '{metric}'")
