@@ -39,7 +39,7 @@ def ui(session: nox.Session) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite (pass pytest options after --)."""
-    install(session, "test")
+    install(session, "test,offline-inception")
     session.run("pytest", *session.posargs)
 
 

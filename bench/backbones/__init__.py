@@ -31,6 +31,7 @@ class Backbone:
     logits: str | None  # layer for IS and class coverage; None when the network has no classifier
     no_logits_reason: str = ""
     classes_are_data_classes: bool = False  # logits index the dataset's own classes
+    rgb: bool = False  # needs 3 channels: grey images are repeated across R, G and B
     info: dict[str, Any] = field(default_factory=dict)  # e.g. held-out accuracy, weights source
 
     def kwargs(self) -> dict[str, Any]:
@@ -72,6 +73,7 @@ def resolve(
             weights=path,
             weights_sha256=inception.sha256_file(path),
             features="2048",
+            rgb=True,
             logits="logits_unbiased" if has_fc else None,
             no_logits_reason=""
             if has_fc

@@ -96,8 +96,12 @@ class _Images(torch.utils.data.Dataset):
         return self.images[i]
 
 
-def extract(extractor: Any, images: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
+def extract(
+    extractor: Any, images: torch.Tensor, device: torch.device, rgb: bool = False
+) -> dict[str, torch.Tensor]:
     """torch-fidelity's own extraction loop over uint8 images; layer name → [N, D] features."""
+    if rgb and images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
     return get_featuresdict_from_dataset(
         _Images(images), extractor, BATCH_SIZE, device.type == "cuda", True, False
     )
@@ -153,7 +157,7 @@ class ImageEvaluator:
         if path.is_file():
             return torch.load(path, weights_only=True)
         images, _ = self.dataset.reference(self.reference_split, self.num_real)
-        features = extract(extractor, images, self.device)
+        features = extract(extractor, images, self.device, bb.rgb)
         self.real_extractions += 1
         buf = io.BytesIO()
         torch.save(features, buf)
@@ -166,7 +170,7 @@ class ImageEvaluator:
         row: dict[str, Any] = {}
         notes: list[str] = []
         for bb, extractor, real in self.prepare_all():
-            fake_feats = extract(extractor, fake_u8, self.device)
+            fake_feats = extract(extractor, fake_u8, self.device, bb.rgb)
             row[f"n_real/{bb.name}"] = len(real[bb.features])
             row[f"n_fake/{bb.name}"] = len(fake_u8)
             row[f"backbone_sha256/{bb.name}"] = bb.weights_sha256
