@@ -61,3 +61,9 @@ def bench(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captur
         return rc, capsys.readouterr().err
 
     return run
+
+
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory) -> Path:
+    """One backbone/feature cache per test session: each domain classifier is trained once."""
+    return tmp_path_factory.mktemp("cache")

@@ -15,12 +15,6 @@ CPU = torch.device("cpu")
 ALL = ["fid", "kid", "is", "prc", "prdc", "class_coverage"]
 
 
-@pytest.fixture(scope="session")
-def cache(tmp_path_factory):
-    """One cache per test session: each domain classifier is trained once."""
-    return tmp_path_factory.mktemp("cache")
-
-
 def evaluator(cache, name="digits", num_real=1000, metrics=ALL, **kw):
     return ImageEvaluator(DATASETS.get(name)(), metrics, ["domain"], num_real, cache, CPU, **kw)
 
