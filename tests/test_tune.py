@@ -231,10 +231,11 @@ def test_killed_study_resumes_without_losing_or_repeating_trials(write_suite, tm
         while time.monotonic() < deadline:  # kill it inside a trial, after one trial completed
             time.sleep(0.2)
             try:
-                states = [t.state.name for t in trials_of(storage, "tiny/wgan")]
+                trials = trials_of(storage, "tiny/wgan")
             except KeyError:  # the study does not exist yet
                 continue
-            if "COMPLETE" in states and "RUNNING" in states:
+            training = [t for t in trials if t.state.name == "RUNNING" and t.intermediate_values]
+            if any(t.state.name == "COMPLETE" for t in trials) and training:
                 break
         else:
             pytest.fail(f"no trial completed in time: {proc.stderr.read() if proc.poll() else ''}")
@@ -243,7 +244,7 @@ def test_killed_study_resumes_without_losing_or_repeating_trials(write_suite, tm
         proc.wait()
     before = {t.number: t for t in trials_of(storage, "tiny/wgan") if t.state.name == "COMPLETE"}
     killed = [t for t in trials_of(storage, "tiny/wgan") if t.state.name == "RUNNING"]
-    assert len(killed) == 1
+    assert len(killed) == 1 and killed[0].params  # killed inside training, parameters drawn
 
     proc = tune_process(tmp_path, suite, storage, "trials=3", "tuning.pruner=none")
     _, err = proc.communicate(timeout=300)
