@@ -1,4 +1,5 @@
-"""Sessions: `nox -s bench -- suite=NAME`, `nox -s tests`, `nox -s lint` (`nox -l` lists them)."""
+"""Sessions: `nox -s bench -- suite=NAME`, `nox -s tune -- suite=NAME trials=N`, `nox -s tests`,
+`nox -s lint` (`nox -l` lists them)."""
 
 import nox
 
@@ -20,6 +21,13 @@ def bench(session: nox.Session) -> None:
     """Run a suite: nox -s bench -- suite=NAME [profile=P] [seeds=0,1,2] [key=value ...]."""
     install(session)
     session.run("bench", "run", *session.posargs)
+
+
+@nox.session
+def tune(session: nox.Session) -> None:
+    """Tune a suite with Optuna: nox -s tune -- suite=NAME trials=N [storage=URL] [compare=K]."""
+    install(session)
+    session.run("bench", "tune", *session.posargs)
 
 
 @nox.session

@@ -1,4 +1,4 @@
-"""Command line: `bench run | resume | sync | ui | report | list`."""
+"""Command line: `bench run | resume | sync | ui | report | list | tune`."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from bench.config import (
     Suite,
     available_suites,
     load_suite,
+    read_override_file,
     result_changes,
     shown,
     suite_from_resolved,
@@ -30,7 +31,8 @@ from bench.results import KEY_COLUMNS, ResultsTable, read_results
 from bench.runner import jobs_for, run_jobs
 from bench.tracking import Tracker, cell_id, resolve_uri
 
-RESERVED = {"suite", "profile", "out", "resume"}
+RESERVED = {"suite", "profile", "out", "resume", "with"}
+TUNE_OPTIONS = {"trials", "storage", "entries", "compare"}
 SHORTCUTS = {"device": "train.device", "workers": "train.workers", "threads": "train.threads"}
 RESULTS_ROOT = Path("results") / "runs"
 
@@ -74,9 +76,16 @@ def new_run_dir(suite: str, out: str | None) -> Path:
             continue
 
 
+def _layers(options: dict[str, str]) -> list[tuple[str, dict]]:
+    """The override files of `with=A.toml,B.toml`, in order."""
+    files = [f for f in options.get("with", "").split(",") if f]
+    return [read_override_file(f) for f in files]
+
+
 def cmd_run(args: list[str]) -> int:
     options, overrides = parse_assignments(args)
-    suite = load_suite(options["suite"], options.get("profile"), overrides)
+    layers = _layers(options)
+    suite = load_suite(options["suite"], options.get("profile"), overrides, layers)
     resume = options.get("resume", "false")
     if resume not in ("true", "false"):
         raise UsageError(f"resume={resume}: must be true or false")
@@ -90,7 +99,8 @@ def cmd_run(args: list[str]) -> int:
 
     # Everything is validated: only now is a run folder created.
     run_dir = new_run_dir(suite.name, options.get("out"))
-    resolved = {**suite.resolved(), "device": device, "overrides": overrides}
+    resolved = {**suite.resolved(), "device": device, "overrides": overrides,
+                "with": [{"file": name, "table": table} for name, table in layers]}  # fmt: skip
     atomic_write_json(run_dir / "config.json", resolved)
     shutil.copyfile(suite.path, run_dir / "suite.toml")
     atomic_write_json(run_dir / "env.json", environment(device, workers, threads))
@@ -111,7 +121,9 @@ def cmd_resume(run_dir: str, args: list[str]) -> int:
     stored = _stored_suite(path)
     # The suite file as it is now must agree with the run in everything that can change results.
     if stored.path.is_file():
-        current = load_suite(str(stored.path), stored.profile, _stored_overrides(path))
+        current = load_suite(
+            str(stored.path), stored.profile, _stored_overrides(path), _stored_layers(path)
+        )
     else:
         current = stored  # the file is gone: the folder's own configuration is all there is
     if workers is not None:
@@ -151,6 +163,11 @@ def _stored_suite(run_dir: Path) -> Suite:
 
 def _stored_overrides(run_dir: Path) -> dict[str, str]:
     return json.loads((run_dir / "config.json").read_text()).get("overrides", {})
+
+
+def _stored_layers(run_dir: Path) -> list[tuple[str, dict]]:
+    stored = json.loads((run_dir / "config.json").read_text()).get("with", [])
+    return [(layer["file"], layer["table"]) for layer in stored]
 
 
 def _placement(suite: Suite) -> tuple[str, int, int]:
@@ -321,6 +338,32 @@ def cmd_report(run_dir: str) -> int:
     return 0
 
 
+def cmd_tune(args: list[str]) -> int:
+    """Tune every entry with a search space (same trials each); compare=K re-runs the best."""
+    from bench.tuning.command import tune
+
+    options, overrides = parse_assignments(args)
+    tune_opts = {k: overrides.pop(k) for k in list(overrides) if k in TUNE_OPTIONS}
+    if "resume" in options or "with" in options:
+        raise UsageError("bench tune takes no resume= or with=; a study resumes by itself")
+    suite = load_suite(options["suite"], options.get("profile"), overrides)
+    trials = tune_opts.get("trials")
+    if trials is not None and (not trials.isdigit() or int(trials) < 1):
+        raise UsageError(f"trials={trials}: must be a positive whole number")
+    compare = tune_opts.get("compare")
+    seeds = None
+    if compare is not None and compare != "false":
+        if compare == "true":
+            seeds = suite.spec.tuning.final_seeds if suite.spec.tuning else 0
+        elif compare.isdigit() and int(compare) >= 2:
+            seeds = int(compare)
+        else:
+            raise UsageError(f"compare={compare}: must be true, false or a number of seeds >= 2")
+    entries = [e for e in tune_opts.get("entries", "").split(",") if e] or None
+    return tune(suite, int(trials) if trials else None, tune_opts.get("storage"), entries, seeds,
+                options.get("out"))  # fmt: skip
+
+
 def cmd_list() -> int:
     load_all()
     print("Variants:")
@@ -356,7 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train and evaluate every cell of a suite")
     run.add_argument("assignments", nargs="*", metavar="key=value",
-                     help="suite=NAME [profile=P] [seeds=0,1,2] [dotted.key=value ...] [out=DIR]")  # fmt: skip
+                     help="suite=NAME [profile=P] [seeds=0,1,2] [with=TUNED.toml] "
+                          "[dotted.key=value ...] [out=DIR]")  # fmt: skip
     resume = sub.add_parser("resume", help="finish an interrupted run from its checkpoints")
     resume.add_argument("run_dir")
     resume.add_argument("assignments", nargs="*", metavar="workers=N")
@@ -368,6 +412,12 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="re-render summary.md and plots from a run folder")
     report.add_argument("run_dir")
     sub.add_parser("list", help="list variants, datasets, metrics and suites")
+    tune = sub.add_parser(
+        "tune", help="tune each variant entry with Optuna; compare=K re-runs the best"
+    )
+    tune.add_argument("assignments", nargs="*", metavar="key=value",
+                      help="suite=NAME [profile=P] [trials=N] [storage=URL|journal:PATH] "
+                           "[entries=a,b] [compare=K] [out=DIR] [dotted.key=value ...]")  # fmt: skip
     return parser
 
 
@@ -384,6 +434,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_ui(args.assignments)
         if args.command == "report":
             return cmd_report(args.run_dir)
+        if args.command == "tune":
+            return cmd_tune(args.assignments)
         return cmd_list()
     except UsageError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)

@@ -69,6 +69,49 @@ class Tracking(BaseModel):
     log_weights: bool = False  # also log each cell's final generator weights as an artifact
 
 
+# --- Tuning (bench tune): search spaces per variant entry, objective, pruner ------------------------
+
+
+class FloatParam(BaseModel):
+    model_config = STRICT
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = False  # sample log-uniformly (learning rates, penalty weights)
+
+
+class IntParam(BaseModel):
+    model_config = STRICT
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool = False
+
+
+class CategoricalParam(BaseModel):
+    model_config = STRICT
+    type: Literal["categorical"]
+    choices: Annotated[list[Any], Field(min_length=1)]  # any values the field accepts, lists too
+
+
+SearchParam = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]
+
+
+class Tuning(BaseModel):
+    model_config = STRICT
+    objective: (
+        str  # a metric of the suite; its direction (higher or lower is better) is the metric's
+    )
+    dataset: str | None = None  # the dataset trials train on; default: the suite's first
+    pruner: Literal["median", "hyperband", "none"] = "median"  # stops poor trials at an evaluation
+    startup_trials: Annotated[int, Field(ge=0)] = 5  # trials before the pruner and TPE take over
+    trials: PositiveInt = 20  # trials per variant entry (the same for every entry: equal effort)
+    final_seeds: Annotated[int, Field(ge=2)] = 5  # K: seeds the best configuration is re-run with
+    heartbeat_seconds: PositiveInt = 10  # a trial silent for 2x this long is failed and re-queued
+    # entry label → {config field → search range}; entries without one are not tuned
+    space: dict[str, dict[str, SearchParam]] = {}
+
+
 class SuiteSpec(BaseModel):
     """The schema of a suite file (after its profile and overrides are merged in)."""
 
@@ -86,6 +129,7 @@ class SuiteSpec(BaseModel):
     variant_defaults: dict[str, Any] = {}
     # label → {variant = "name" (default: the label), datasets = [...] (default: the suite's), fields}
     variants: Annotated[dict[str, dict[str, Any]], Field(min_length=1)]
+    tuning: Tuning | None = None  # hyperparameter search (bench tune); ignored by bench run
 
 
 @dataclass(frozen=True)
@@ -147,7 +191,7 @@ RESULT_NEUTRAL = {
     "tracking.uri",
     "tracking.log_weights",
 }
-RUN_KEYS = ("suite", "profile", "suite_file", "device", "overrides")
+RUN_KEYS = ("suite", "profile", "suite_file", "device", "overrides", "with")
 
 
 def suite_from_resolved(resolved: dict[str, Any], where: str) -> Suite:
@@ -167,7 +211,11 @@ def result_changes(before: Suite, after: Suite) -> list[str]:
     """Dotted keys whose values differ between two suites, except those that cannot alter results."""
     a, b = flatten(before.resolved()), flatten(after.resolved())
     skip = RESULT_NEUTRAL | {"suite_file"}
-    return sorted(k for k in a.keys() | b.keys() if k not in skip and a.get(k) != b.get(k))
+    return sorted(
+        k
+        for k in a.keys() | b.keys()
+        if k not in skip and not k.startswith("tuning.") and a.get(k) != b.get(k)
+    )
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -340,6 +388,65 @@ def _resolve_entries(spec: SuiteSpec, where: str) -> tuple[Entry, ...]:
     return tuple(entries)
 
 
+def _check_tuning(spec: SuiteSpec, entries: tuple[Entry, ...], where: str) -> None:
+    """The objective is a suite metric, the dataset a suite dataset, every range a valid value."""
+    tuning = spec.tuning
+    if tuning is None:
+        return
+    if tuning.objective not in spec.metrics:
+        raise UsageError(
+            f"{where}: key 'tuning.objective': '{tuning.objective}' is not one of the suite's "
+            f"metrics: {', '.join(spec.metrics)}"
+        )
+    dataset = tuning.dataset or spec.datasets[0]
+    if tuning.dataset is not None and tuning.dataset not in spec.datasets:
+        raise UsageError(
+            f"{where}: key 'tuning.dataset': '{tuning.dataset}' is not one of the suite's "
+            f"datasets: {', '.join(spec.datasets)}"
+        )
+    by_label = {e.label: e for e in entries}
+    for label, space in tuning.space.items():
+        key = f"tuning.space.{label}"
+        if label not in by_label:
+            raise UsageError(
+                f"{where}: key '{key}': no variant entry '{label}'; entries: {', '.join(by_label)}"
+            )
+        entry = by_label[label]
+        if dataset not in entry.datasets:
+            raise UsageError(
+                f"{where}: key '{key}': entry '{label}' does not train on the tuning dataset "
+                f"'{dataset}' (its datasets: {', '.join(entry.datasets)}); set tuning.dataset"
+            )
+        if not space:
+            raise UsageError(f"{where}: key '{key}': empty; name at least one field to search")
+        fields = type(entry.config).model_fields
+        for name, param in space.items():
+            if name not in fields:
+                raise UsageError(
+                    f"{where}: key '{key}.{name}': not a field of variant '{entry.variant}'; "
+                    f"its fields: {', '.join(fields)}"
+                )
+            if isinstance(param, FloatParam | IntParam):
+                if param.low >= param.high:
+                    raise UsageError(
+                        f"{where}: key '{key}.{name}': low must be below high "
+                        f"(got low={param.low}, high={param.high})"
+                    )
+                if param.log and param.low <= 0:
+                    raise UsageError(
+                        f"{where}: key '{key}.{name}': log = true needs low > 0 (got {param.low})"
+                    )
+                values = [param.low, param.high]
+            else:
+                values = param.choices
+            # Every end of a range and every choice must be a value the field itself accepts.
+            for value in values:
+                _validate(
+                    type(entry.config), {**entry.config.model_dump(), name: value}, where,
+                    prefix=f"{key}.{name} → variants.{label}.",
+                )  # fmt: skip
+
+
 def _check_spec(spec: SuiteSpec, where: str) -> tuple[Entry, ...]:
     from bench.datasets.images import IMAGE_DATASETS
     from bench.metrics.images import ImageMetric
@@ -357,13 +464,21 @@ def _check_spec(spec: SuiteSpec, where: str) -> tuple[Entry, ...]:
             f"{', '.join(not_images)} are not image datasets (image datasets: "
             f"{', '.join(IMAGE_DATASETS)}); remove those metrics or datasets"
         )
+    _check_tuning(spec, entries, where)
     return entries
 
 
 def load_suite(
-    name_or_path: str, profile: str | None = None, overrides: dict[str, str] | None = None
+    name_or_path: str,
+    profile: str | None = None,
+    overrides: dict[str, str] | None = None,
+    layers: list[tuple[str, dict[str, Any]]] | None = None,
 ) -> Suite:
-    """Load, merge the profile and overrides into, and fully validate a suite. Raises UsageError."""
+    """Load, merge the profile, override files and overrides into, and validate a suite.
+
+    `layers` are (file name, table) deltas such as tuned parameters (`bench run with=FILE`), merged
+    after the profile and before the key=value overrides. Raises UsageError.
+    """
     load_all()
     path = find_suite(name_or_path)
     try:
@@ -401,14 +516,30 @@ def load_suite(
         )
     spec, entries = resolved[profile]
 
-    if overrides:
+    if overrides or layers:
         merged = raw if profile == DEFAULT_PROFILE else _deep_merge(raw, profiles[profile])
         merged = copy.deepcopy(merged)
-        for key, text in overrides.items():
+        for _, table in layers or []:
+            merged = _deep_merge(merged, table)
+        for key, text in (overrides or {}).items():
             _set_path(merged, key, parse_value(key, text))
-        given = " ".join(f"{k}={v}" for k, v in overrides.items())
+        given = " ".join(
+            [f"with={name}" for name, _ in layers or []]
+            + [f"{k}={v}" for k, v in (overrides or {}).items()]
+        )
         where = f"command-line overrides ({given}) on {where_file}"
         spec = _validate(SuiteSpec, merged, where)
         entries = _check_spec(spec, where)
 
     return Suite(name=path.stem, path=path, profile=profile, spec=spec, entries=entries)
+
+
+def read_override_file(path: str) -> tuple[str, dict[str, Any]]:
+    """A TOML file of suite deltas (e.g. tuned parameters), as (its name, its table)."""
+    file = Path(path)
+    try:
+        return shown(file), tomllib.loads(file.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"with={path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"with={path}: cannot be read: {exc.strerror}") from None

@@ -33,6 +33,7 @@ from bench.registry import DATASETS, METRICS, VARIANTS, load_all
 from bench.seeding import seed_everything, stream
 
 Emit = Callable[[str, Any], None]
+ShouldStop = Callable[[int, dict[str, Any]], bool]  # (step, evaluation row) → end the cell now?
 EVAL_CHUNK = 4096  # generated samples per forward pass during evaluation
 
 
@@ -100,8 +101,12 @@ def eval_steps(gen_steps: int, every: int, at_start: bool) -> list[int]:
 # --- One cell ------------------------------------------------------------------------------------
 
 
-def run_cell(job: CellJob, emit: Emit) -> str:
-    """Train and evaluate one cell; emits rows as they are made. Returns the final status."""
+def run_cell(job: CellJob, emit: Emit, should_stop: ShouldStop | None = None) -> str:
+    """Train and evaluate one cell; emits rows as they are made. Returns the final status.
+
+    `should_stop(step, row)`, when given, is asked after each evaluation past step 0 (a tuner
+    reports the row and asks its pruner); True ends the cell there with status "stopped".
+    """
     load_all()
     device = torch.device(job.device)
     cell_dir = Path(job.cell_dir)
@@ -273,6 +278,9 @@ def run_cell(job: CellJob, emit: Emit) -> str:
                     train_means = {k: v / since_eval for k, v in loss_sums.items()}
                     emit_row("ok", {**train_means, **evaluate()})
                     loss_sums, since_eval = {}, 0
+                    if should_stop is not None and should_stop(step, rows[-1]):
+                        status = "stopped"
+                        break
                 if step in save_at and step < job.gen_steps:
                     save_checkpoint(finished=None)
                 interval_start = time.perf_counter()

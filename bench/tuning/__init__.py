@@ -1,0 +1,1 @@
+"""Hyperparameter tuning of a suite's variant entries with Optuna (`bench tune`)."""
