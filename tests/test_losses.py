@@ -9,6 +9,8 @@ from variants.losses import (
     gan_generator_loss_minimax,
     gan_generator_loss_nonsaturating,
     gradient_penalty,
+    lsgan_discriminator_loss,
+    lsgan_generator_loss,
     wasserstein_critic_loss,
     wasserstein_generator_loss,
 )
@@ -26,6 +28,24 @@ def test_gan_discriminator_loss_closed_form():
     real, fake = torch.tensor([2.0]), torch.tensor([-1.0])
     expected = -math.log(1 / (1 + math.exp(-2))) - math.log(1 - 1 / (1 + math.exp(1)))
     assert gan_discriminator_loss(real, fake).item() == pytest.approx(expected)
+
+
+def test_lsgan_losses_closed_form():
+    real, fake = torch.tensor([1.0, 3.0]), torch.tensor([0.0, -2.0])
+    # 0-1-1 coding: ½·mean((1-1)², (3-1)²) + ½·mean((0-0)², (-2-0)²) = ½·2 + ½·2.
+    assert lsgan_discriminator_loss(real, fake).item() == pytest.approx(2.0)
+    # G wants D(G(z)) = 1: ½·mean((0-1)², (-2-1)²) = ½·5.
+    assert lsgan_generator_loss(fake).item() == pytest.approx(2.5)
+    # The -1-1-0 coding: ½·mean(0, 4) + ½·mean((0+1)², (-2+1)²) = 1 + 1/2; G: ½·mean(0, 4) = 1.
+    loss = lsgan_discriminator_loss(real, fake, real_target=1.0, fake_target=-1.0)
+    assert loss.item() == pytest.approx(1.5)
+    assert lsgan_generator_loss(fake, target=0.0).item() == pytest.approx(1.0)
+
+
+def test_lsgan_losses_vanish_at_their_targets():
+    ones, zeros = torch.ones(5), torch.zeros(5)
+    assert lsgan_discriminator_loss(ones, zeros).item() == 0.0
+    assert lsgan_generator_loss(ones).item() == 0.0
 
 
 def test_wasserstein_losses():

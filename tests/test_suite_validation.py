@@ -42,11 +42,11 @@ BAD_SUITES = {
     ),
     "unknown variant": (
         TINY_SUITE + "\n[variants.wgna]\n",
-        "key 'variants.wgna.variant': unknown variant 'wgna'; known variants: gan, wgan, wgan_gp",
+        "key 'variants.wgna.variant': unknown variant 'wgna'; known variants: cgan, dcgan, gan, lsgan, wgan, wgan_gp",
     ),
     "unknown variant field": (
         replace("gp_weight = 0.1", "gp_wieght = 0.1"),
-        "key 'variants.wgan_gp.gp_wieght': unknown key; allowed keys here: z_dim, width",
+        "key 'variants.wgan_gp.gp_wieght': unknown key; allowed keys here: arch, z_dim, width",
     ),
     "bad variant value": (
         replace("gp_weight = 0.1", "gp_weight = -1.0"),

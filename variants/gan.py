@@ -2,8 +2,9 @@
 
 A discriminator D is trained to tell real from generated samples with the logistic loss; the
 generator is trained with the non-saturating loss -log D(G(z)) by default (section 3 of the paper),
-or the minimax loss log(1 - D(G(z))) if selected. Networks: WGAN-GP's toy MLPs, so that only the
-loss differs from wgan and wgan_gp.
+or the minimax loss log(1 - D(G(z))) if selected. Networks: by default WGAN-GP's toy MLPs on points
+and the paper's MLP shape on images (see variants/nets.py), so that only the loss differs from wgan
+and wgan_gp on the same `arch`.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from variants.losses import (
     gan_generator_loss_minimax,
     gan_generator_loss_nonsaturating,
 )
-from variants.nets import ToyMLPConfig, build_toy_pair
+from variants.nets import ArchConfig, build_pair, resolve_arch
 
 
-class GANConfig(ToyMLPConfig):
+class GANConfig(ArchConfig):
     # k in Algorithm 1 of the paper: discriminator steps per generator step; the paper used k = 1.
     n_critic: Annotated[int, Field(gt=0)] = 1
     lr: Annotated[float, Field(gt=0)] = 1e-4  # Adam step size, as WGAN-GP's toy code uses for all
@@ -41,8 +42,8 @@ class GAN(Variant):
     Config = GANConfig
 
     def __init__(self, cfg: GANConfig, data: DataSpec, device: torch.device) -> None:
-        super().__init__(cfg, data, device)
-        self.G, self.D = (m.to(device) for m in build_toy_pair(cfg, data.shape[0]))
+        super().__init__(resolve_arch(cfg, data), data, device)
+        self.G, self.D = (m.to(device) for m in build_pair(self.cfg, data))
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
         self.g_loss = (

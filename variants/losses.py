@@ -25,6 +25,23 @@ def gan_generator_loss_minimax(fake_logits: torch.Tensor) -> torch.Tensor:
     return -F.softplus(fake_logits).mean()
 
 
+def lsgan_discriminator_loss(
+    real_out: torch.Tensor,
+    fake_out: torch.Tensor,
+    real_target: float = 1.0,
+    fake_target: float = 0.0,
+) -> torch.Tensor:
+    """½E[(D(x) - b)²] + ½E[(D(G(z)) - a)²] with b = real_target, a = fake_target (Mao et al. 2017)."""
+    return (
+        0.5 * ((real_out - real_target) ** 2).mean() + 0.5 * ((fake_out - fake_target) ** 2).mean()
+    )
+
+
+def lsgan_generator_loss(fake_out: torch.Tensor, target: float = 1.0) -> torch.Tensor:
+    """½E[(D(G(z)) - c)²] with c = target: G wants D to take its samples for real (Mao et al. 2017)."""
+    return 0.5 * ((fake_out - target) ** 2).mean()
+
+
 def wasserstein_critic_loss(real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:
     """E[D(G(z))] - E[D(x)]; its negation is the critic's estimate of the Wasserstein-1 distance."""
     return fake_out.mean() - real_out.mean()

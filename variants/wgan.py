@@ -17,10 +17,10 @@ from bench.datasets.base import DataSpec
 from bench.registry import VARIANTS
 from bench.variant import Variant
 from variants.losses import wasserstein_critic_loss, wasserstein_generator_loss
-from variants.nets import ToyMLPConfig, build_toy_pair
+from variants.nets import ArchConfig, build_pair, resolve_arch
 
 
-class WGANConfig(ToyMLPConfig):
+class WGANConfig(ArchConfig):
     n_critic: Annotated[int, Field(gt=0)] = 5  # critic steps per generator step (Algorithm 1)
     lr: Annotated[float, Field(gt=0)] = (
         5e-5  # RMSProp step size (Algorithm 1); momentum-free on purpose
@@ -36,8 +36,8 @@ class WGAN(Variant):
     estimates_wasserstein = True
 
     def __init__(self, cfg: WGANConfig, data: DataSpec, device: torch.device) -> None:
-        super().__init__(cfg, data, device)
-        self.G, self.D = (m.to(device) for m in build_toy_pair(cfg, data.shape[0]))
+        super().__init__(resolve_arch(cfg, data), data, device)
+        self.G, self.D = (m.to(device) for m in build_pair(self.cfg, data))
         self.opt_G = torch.optim.RMSprop(self.G.parameters(), lr=cfg.lr)
         self.opt_D = torch.optim.RMSprop(self.D.parameters(), lr=cfg.lr)
         self.clip_critic()  # the constraint holds from the first step on

@@ -1,0 +1,51 @@
+"""Speed of one training step of every variant on MNIST-shaped images, batch 64, default sizes.
+
+Normal test runs pass --benchmark-disable (pyproject addopts), so each case runs once as a plain
+test. To measure: `OMP_NUM_THREADS=1 pytest tests/test_bench_steps.py --benchmark-enable`; the
+images/s of each case (real images drawn per second, critic steps included) is in its extra_info
+(`--benchmark-json out.json`). One thread, as each suite worker runs.
+"""
+
+import pytest
+import torch
+
+from bench.datasets import DataSpec
+from bench.registry import VARIANTS, load_all
+from bench.seeding import seed_everything
+from variants.nets import DATA_KINDS
+
+load_all()
+MNIST = DataSpec((1, 28, 28), 10)
+BATCH_SIZE = 64
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.benchmark(group="train_step mnist b64")
+@pytest.mark.parametrize("arch", sorted(DATA_KINDS))
+@pytest.mark.parametrize("name", VARIANTS.names())
+def test_train_step_speed(benchmark, one_thread, name, arch):
+    seed_everything(0, torch.device("cpu"))
+    cls = VARIANTS.get(name)
+    variant = cls(cls.Config.model_validate({"arch": arch}), MNIST, torch.device("cpu"))
+    g = torch.Generator().manual_seed(0)
+    drawn = [0]
+
+    def next_real():
+        drawn[0] += BATCH_SIZE
+        x = torch.rand((BATCH_SIZE, *MNIST.shape), generator=g) * 2 - 1
+        return (x, torch.randint(10, (BATCH_SIZE,), generator=g)) if variant.conditional else x
+
+    variant.train_step(next_real)  # warm-up, and how many real images one step draws
+    images_per_step, drawn[0] = drawn[0], 0
+    losses = benchmark(variant.train_step, next_real)
+    assert {"loss/critic", "loss/generator"} <= set(losses)
+    benchmark.extra_info["images_per_step"] = images_per_step
+    if benchmark.stats is not None:  # None when benchmarking is disabled
+        benchmark.extra_info["images_per_s"] = images_per_step / benchmark.stats.stats.mean
