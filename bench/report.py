@@ -402,3 +402,11 @@ def image_grid(images: np.ndarray, ncols: int = 8, pad: int = 1) -> np.ndarray:
         top, left = pad + r * (h + pad), pad + k * (w + pad)
         grid[top : top + h, left : left + w] = img.transpose(1, 2, 0)
     return grid[..., 0] if c == 1 else grid
+
+
+def save_png(path: Path, picture: np.ndarray) -> None:
+    """Write an image array as a PNG, atomically, scaled up 3× so small digits stay visible."""
+    big = np.kron(picture, np.ones((3, 3) + (1,) * (picture.ndim - 2), dtype=np.uint8))
+    buf = io.BytesIO()
+    plt.imsave(buf, big, cmap="gray" if big.ndim == 2 else None, vmin=0, vmax=255, format="png")
+    atomic_write_bytes(path, buf.getvalue())

@@ -201,7 +201,9 @@ def run_cell(job: CellJob, emit: Emit, should_stop: ShouldStop | None = None) ->
                     row[metric.name] = float("nan")
                     notes.append(f"{metric.name}: {exc}")
             if evaluator is not None:
-                image_row, image_notes = evaluator(fake_cpu)
+                image_row, image_notes = evaluator(fake_cpu, fake_labels)
+                _save_grid(cell_dir / "grids" / f"step_{step:07d}.png", fake_cpu, cls.conditional,
+                           dataset.num_classes)  # fmt: skip
                 row.update(image_row)
                 notes += image_notes
             elif image_metrics:
@@ -320,6 +322,16 @@ def _save_samples(cell_dir: Path, real: torch.Tensor, fake: torch.Tensor) -> Non
     atomic_write(
         cell_dir / "samples.npz", lambda f: np.savez(f, real=real.numpy(), fake=fake.numpy())
     )
+
+
+def _save_grid(path: Path, fake: torch.Tensor, by_class: bool, num_classes: int) -> None:
+    """A grid of generated images; for a conditional variant one column per class (its labels cycle
+    through the classes, so sample i has class i mod K)."""
+    from bench.report import image_grid, save_png
+
+    ncols = num_classes if by_class and num_classes <= 16 else 8
+    images = to_uint8(fake[: ncols * 8]).numpy()
+    save_png(path, image_grid(images, ncols=ncols))
 
 
 def _save_histograms(

@@ -62,6 +62,9 @@ IMAGE_METRICS = [
     ImageMetric("class_coverage", _not_direct, True, "classes hit by the domain classifier's "
                 "predictions and KL(class histogram ‖ uniform)",
                 columns=(("classes_covered", True), ("class_kl", False)), needs_logits=True),
+    ImageMetric("label_accuracy", _not_direct, True, "for a conditional generator: how often the "
+                "domain classifier reads the label it was asked for",
+                columns=(("label_accuracy", True),), needs_logits=True),
 ]  # fmt: skip
 for _metric in IMAGE_METRICS:
     METRICS.add(_metric.name, _metric)
@@ -164,8 +167,11 @@ class ImageEvaluator:
         atomic_write_bytes(path, buf.getvalue())
         return features
 
-    def __call__(self, fake: torch.Tensor) -> tuple[dict[str, Any], list[str]]:
-        """Columns and notes for generated images `fake` (float in [-1, 1], or uint8)."""
+    def __call__(
+        self, fake: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> tuple[dict[str, Any], list[str]]:
+        """Columns and notes for generated images `fake` (float in [-1, 1], or uint8), and the
+        labels a conditional generator was given for them."""
         fake_u8 = fake if fake.dtype == torch.uint8 else to_uint8(fake)
         row: dict[str, Any] = {}
         notes: list[str] = []
@@ -179,7 +185,7 @@ class ImageEvaluator:
             for metric in self.metrics:
                 try:
                     values, note = _compute(
-                        metric.name, bb, real, fake_feats, self.dataset, self.kid_subsets
+                        metric.name, bb, real, fake_feats, self.dataset, self.kid_subsets, labels
                     )
                     row.update({f"{col}/{bb.name}": v for col, v in values.items()})
                     if note:
@@ -202,6 +208,7 @@ def _compute(
     fake: dict[str, torch.Tensor],
     dataset: ImageDataset,
     kid_subsets: int,
+    labels: torch.Tensor | None = None,
 ) -> tuple[dict[str, float], str]:
     """(column prefix → value, note) of one metric on one backbone's features."""
     fr, ff = real[bb.features], fake[bb.features]
@@ -259,4 +266,11 @@ def _compute(
         p = counts[counts > 0] / counts.sum()
         return {"classes_covered": float((counts > 0).sum()),
                 "class_kl": float((p * np.log(p * k)).sum())}, ""  # fmt: skip
+    if metric == "label_accuracy":
+        if labels is None:
+            raise NotApplicable("the generator is not conditional: no labels were asked for")
+        if bb.logits is None or not bb.classes_are_data_classes:
+            raise NotApplicable(f"backbone '{bb.name}' does not classify {dataset.name}'s classes")
+        hits = fake[bb.logits].argmax(1) == labels.cpu()
+        return {"label_accuracy": float(hits.double().mean())}, ""
     raise NotApplicable(f"unknown image metric '{metric}'")
