@@ -46,6 +46,8 @@ def render(run_dir: Path) -> Path:
     lines = _header(cfg, env, run_dir)
     lines += _status(df, final)
     lines += _results(cfg, final)
+    lines += _ranking(cfg, final)
+    lines += _critic_tracks_quality(df)
     lines += _pile_up(cfg, final, run_dir, plots)
     lines += _depth(cfg, final, plots)
     lines += _performance(df, final)
@@ -119,6 +121,77 @@ def _results(cfg: dict, final: pd.DataFrame) -> list[str]:
             why = "; ".join(notes) or "no value was recorded"
             lines += [f"Not computed here: {', '.join(missing)} ({why}).", ""]
     return lines
+
+
+def _direction(column: str) -> bool | None:
+    """True when higher is better, False when lower is, None when the column has no direction."""
+    from bench.metrics.images import column_higher_is_better
+    from bench.registry import METRICS
+
+    if column in METRICS:
+        return METRICS.get(column).higher_is_better
+    if column.split("/", 1)[0].endswith("_std"):
+        return None
+    return column_higher_is_better(column)
+
+
+def _ranking(cfg: dict, final: pd.DataFrame) -> list[str]:
+    """Variants ranked by mean over seeds, with a test of every pair on the primary metric."""
+    from bench.stats import pairwise, rank
+
+    ok = final[final["status"] == "ok"]
+    if ok.empty or ok["variant"].nunique() < 2:
+        return []
+    lines = ["## Ranking, with significance", "",
+             "Variants ordered by their mean over seeds at the final step (best first, 95% CI). "
+             "The first metric of the suite is the primary one: every pair of variants is tested "
+             "on it with a two-sided Mann-Whitney U test over seeds (with 3 seeds per side the "
+             "smallest possible p is 0.1, so no difference can reach α = 0.05: the statements say "
+             "so rather than call an ordering of means a result).", ""]  # fmt: skip
+    for dataset, group in ok.groupby("dataset", sort=False):
+        columns = [
+            c for c in metric_columns(cfg["metrics"], group.columns) if _direction(c) is not None
+        ]
+        columns = [c for c in columns if group[c].notna().any()]
+        if not columns:
+            continue
+        lines += [f"### {dataset}", ""]
+        for i, col in enumerate(columns):
+            higher = bool(_direction(col))
+            values = {v: g[col].dropna().tolist() for v, g in group.groupby("variant", sort=False)}
+            ranked = rank(values, higher)
+            order = " > ".join(f"`{v}` {ci.format()}" for v, ci in ranked)
+            lines.append(f"- **{col}** ({'higher' if higher else 'lower'} is better): {order}")
+            if i == 0:
+                lines += [f"  - {pair.statement()}" for pair in pairwise(values, higher)]
+        lines.append("")
+    return lines
+
+
+def _critic_tracks_quality(df: pd.DataFrame) -> list[str]:
+    """Spearman correlation of the critic loss with FID over each cell's evaluation points."""
+    from scipy.stats import spearmanr
+
+    fids = [c for c in df.columns if c.startswith("fid/")]
+    ok = df[df["status"] == "ok"]
+    if not fids or "critic_loss" not in ok or ok.empty:
+        return []
+    fid = fids[0]
+    lines = ["## Does the critic's loss track sample quality?", "",
+             f"Spearman rank correlation between the critic's loss and `{fid}` over each cell's "
+             "evaluation points, mean ± 95% CI over seeds. Strongly negative: as FID falls the loss "
+             "rises towards 0, i.e. the critic's distance estimate (−loss) falls with it (expected "
+             "of WGAN and WGAN-GP); near zero: the loss says nothing about quality (expected of the "
+             "original GAN's discriminator).", "",
+             "| variant | dataset | Spearman ρ(critic loss, FID) |", "|---|---|---|"]  # fmt: skip
+    for (variant, dataset), group in ok.groupby(["variant", "dataset"], sort=False):
+        rhos = []
+        for _, cell in group.groupby("seed"):
+            cell = cell[["critic_loss", fid]].dropna()
+            if len(cell) >= 3 and cell[fid].nunique() > 1 and cell["critic_loss"].nunique() > 1:
+                rhos.append(float(spearmanr(cell["critic_loss"], cell[fid]).statistic))
+        lines.append(f"| `{variant}` | `{dataset}` | {mean_ci(rhos).format() if rhos else 'n/a'} |")
+    return lines + [""]
 
 
 def _variant_of(cfg: dict, label: str) -> str:
