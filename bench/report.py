@@ -145,9 +145,8 @@ def _ranking(cfg: dict, final: pd.DataFrame) -> list[str]:
     lines = ["## Ranking, with significance", "",
              "Variants ordered by their mean over seeds at the final step (best first, 95% CI). "
              "The first metric of the suite is the primary one: every pair of variants is tested "
-             "on it with a two-sided Mann-Whitney U test over seeds (with 3 seeds per side the "
-             "smallest possible p is 0.1, so no difference can reach α = 0.05: the statements say "
-             "so rather than call an ordering of means a result).", ""]  # fmt: skip
+             "on it with a two-sided Welch t-test over seeds (α = 0.05, no correction for "
+             "multiple comparisons; a rank test could not reject anything with 3 seeds).", ""]  # fmt: skip
     for dataset, group in ok.groupby("dataset", sort=False):
         columns = [
             c for c in metric_columns(cfg["metrics"], group.columns) if _direction(c) is not None

@@ -301,7 +301,7 @@ def test_fair_comparison_ranks_the_tuned_variants(write_suite, bench, tmp_path):
         line.split("|")[2].strip() for line in ranked
     }
     assert "2 (" in ranked[0] and "(n=2)" in ranked[0]  # tuning effort and the interval's n
-    assert "Mann-Whitney U" in summary and "n = 2 vs 2" in summary
+    assert "Welch t-test" in summary and "n = 2 vs 2" in summary
     run = next((tmp_path / "results" / "runs").glob("*-tiny_fair"))
     assert (run / "fair.md").read_text() == summary
     df = pd.read_csv(run / "results.csv")

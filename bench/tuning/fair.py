@@ -87,8 +87,8 @@ def write_summary(
         note = f" ({statuses[label]})" if statuses.get(label) else ""
         lines.append(f"| {i} | {label} | {ci.format()}{note} | {effort} | "
                      f"{_short(e.get('best_value'))} | {params} |")  # fmt: skip
-    lines += ["", "Pairwise (two-sided Mann-Whitney U over the final values of the seeds; with "
-              "3 seeds or fewer per side no p-value can fall below 0.05):", ""]  # fmt: skip
+    lines += ["", "Pairwise (two-sided Welch t-test over the final values of the seeds, α = 0.05, "
+              "no correction for multiple comparisons):", ""]  # fmt: skip
     lines += [f"- {pair.statement()}" for pair in pairwise(groups, higher)]
     notes = [n for e in efforts.values() for n in e.get("notes", [])]
     if notes:

@@ -1,0 +1,49 @@
+"""Image suites end to end on their smoke profiles: rows, grids, ranking, conditional accuracy."""
+
+import pandas as pd
+import pytest
+
+from bench.config import load_suite
+from bench.registry import VARIANTS, load_all
+
+load_all()
+
+
+def test_losses_mnist_compares_the_five_losses_on_equal_budgets():
+    suite = load_suite("losses_mnist")
+    assert {e.label for e in suite.entries} == {"gan", "dcgan", "lsgan", "wgan", "wgan_gp"}
+    assert len(suite.spec.seeds) >= 3 and suite.spec.datasets == ["mnist5k"]
+    # The four non-GAN losses run on one architecture, so only the loss (and optimiser) differs.
+    assert {e.config.arch for e in suite.entries if e.label != "gan"} == {"dcgan"}
+
+
+def test_every_image_variant_is_in_some_image_suite():
+    names = set()
+    for suite in ["losses_mnist", "cgan_mnist", "mode_collapse", "wgan_vs_gp_images"]:
+        names |= {e.variant for e in load_suite(suite).entries}
+    assert names == set(VARIANTS.names())
+
+
+@pytest.mark.slow
+def test_cgan_smoke_run_records_label_accuracy_grids_and_a_ranking(
+    bench, cache, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("GAN_BENCH_CACHE", str(cache))
+    rc, err = bench("run", "suite=cgan_mnist", "profile=smoke", "tracking.enabled=false",
+                    f"out={tmp_path / 'run'}")  # fmt: skip
+    assert rc == 0, err
+    run = tmp_path / "run"
+    rows = pd.read_csv(run / "results.csv")
+    final = rows[rows["step"] == rows["step"].max()]
+    assert final["label_accuracy/lenet-mnist5k"].between(0, 1).all()
+    assert (final["backbone_sha256/lenet-mnist5k"].str.len() == 64).all()
+    assert (final["n_real/lenet-mnist5k"] == 1000).all() and (
+        final["n_fake/lenet-mnist5k"] == 300
+    ).all()
+    # A grid at every evaluation, by class for the conditional generator.
+    for cell in run.glob("cells/*"):
+        assert sorted(p.name for p in (cell / "grids").iterdir()) == [
+            "step_0000000.png", "step_0000010.png", "step_0000020.png"]  # fmt: skip
+    summary = (run / "summary.md").read_text()
+    assert "## Ranking, with significance" in summary and "fid/lenet-mnist5k" in summary
+    assert "cgan vs cgan_dcgan" in summary or "cgan_dcgan vs cgan" in summary
