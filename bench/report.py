@@ -178,14 +178,15 @@ def _critic_tracks_quality(df: pd.DataFrame) -> list[str]:
     fid = fids[0]
     lines = ["## Does the critic's loss track sample quality?", "",
              f"Spearman rank correlation between the critic's loss and `{fid}` over each cell's "
-             "evaluation points, mean ± 95% CI over seeds. Strongly negative: as FID falls the loss "
+             "evaluation points after step 0 (an untrained critic estimates nothing), mean ± 95% "
+             "CI over seeds. Strongly negative: as FID falls the loss "
              "rises towards 0, i.e. the critic's distance estimate (−loss) falls with it (expected "
              "of WGAN and WGAN-GP); near zero: the loss says nothing about quality (expected of the "
              "original GAN's discriminator).", "",
              "| variant | dataset | Spearman ρ(critic loss, FID) |", "|---|---|---|"]  # fmt: skip
     for (variant, dataset), group in ok.groupby(["variant", "dataset"], sort=False):
         rhos = []
-        for _, cell in group.groupby("seed"):
+        for _, cell in group[group["step"] > 0].groupby("seed"):
             cell = cell[["critic_loss", fid]].dropna()
             if len(cell) >= 3 and cell[fid].nunique() > 1 and cell["critic_loss"].nunique() > 1:
                 rhos.append(float(spearmanr(cell["critic_loss"], cell[fid]).statistic))
@@ -423,11 +424,14 @@ def _plot_curves(cfg: dict, df: pd.DataFrame, path: Path) -> bool:
     fig, axes = _grid(len(cols), ncols=3)
     for ax, col in zip(axes, cols, strict=False):
         for label, group in ok.groupby("variant", sort=False):
+            # Against real images seen, so variants with more critic steps per generator step
+            # are drawn by the data they consumed.
             curve = group.groupby("step")[col].agg(["mean", "min", "max"])
-            ax.plot(curve.index, curve["mean"], label=label)
-            ax.fill_between(curve.index, curve["min"], curve["max"], alpha=0.15)
+            seen = group.groupby("step")["images_seen"].mean()
+            ax.plot(seen, curve["mean"], label=label)
+            ax.fill_between(seen, curve["min"], curve["max"], alpha=0.15)
         ax.set_title(col, fontsize=8)
-        ax.set_xlabel("generator step", fontsize=7)
+        ax.set_xlabel("real images seen", fontsize=7)
         ax.tick_params(labelsize=6)
     axes[0].legend(fontsize=6)
     fig.suptitle(f"{df['dataset'].iloc[0]}: mean over seeds, band = min–max", fontsize=9)
