@@ -40,6 +40,17 @@ def resolve_uri(setting: str | None) -> str:
     return f"sqlite:///{DEFAULT_STORE.resolve()}"
 
 
+def mlflow_client(uri: str) -> Any:
+    """An MlflowClient for `uri` that fails fast when a server is down (no minutes of retries)."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    from mlflow import MlflowClient
+
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return MlflowClient(tracking_uri=uri)
+
+
 def cell_id(row: dict[str, Any]) -> str:
     return f"{row['variant']}__{row['dataset']}__s{int(row['seed'])}"
 
@@ -101,14 +112,7 @@ class Tracker:
     @property
     def client(self) -> Any:
         if self._client is None:
-            # Fail fast when the server is down instead of retrying for minutes.
-            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
-            from mlflow import MlflowClient
-
-            if self.uri.startswith("sqlite:///"):
-                Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            self._client = MlflowClient(tracking_uri=self.uri)
+            self._client = mlflow_client(self.uri)
         return self._client
 
     def _save_state(self) -> None:

@@ -50,6 +50,7 @@ class ImageDataset(Dataset):
         self.shape = tuple(images.shape[1:])
         self.num_classes = int(max(int(y.max()) for _, y in splits.values()) + 1)
         self.classifier_data = self.classifier_data or name
+        self._fingerprint: str | None = None
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(uint8 images [N, C, H, W], int64 labels [N]) of split 'train' or 'held_out'."""
@@ -77,7 +78,12 @@ class ImageDataset(Dataset):
         return images[idx], labels[idx]
 
     def fingerprint(self) -> str:
-        """sha256 of every image and label of every split."""
+        """sha256 of every image and label of every split (computed once: it keys every cache)."""
+        if self._fingerprint is None:
+            self._fingerprint = self._hash_splits()
+        return self._fingerprint
+
+    def _hash_splits(self) -> str:
         h = hashlib.sha256()
         for name in sorted(self.splits):
             images, labels = self.splits[name]

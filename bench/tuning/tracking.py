@@ -10,7 +10,6 @@ failure is reported once; tracking then stops in this process and the study goes
 from __future__ import annotations
 
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from bench.tracking import ARTIFACTS_DIR, NOT_METRICS
+from bench.tracking import ARTIFACTS_DIR, NOT_METRICS, mlflow_client
 from bench.tuning.study import Target
 
 RUN_STATUS = {
@@ -39,13 +38,7 @@ class StudyTracker:
     @property
     def client(self) -> Any:
         if self._client is None:
-            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
-            from mlflow import MlflowClient
-
-            if self.uri.startswith("sqlite:///"):
-                Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            self._client = MlflowClient(tracking_uri=self.uri)
+            self._client = mlflow_client(self.uri)
         return self._client
 
     def _guard(self, fn: Any, *args: Any) -> Any:
