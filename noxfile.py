@@ -1,7 +1,10 @@
 """Sessions: `nox -s bench -- suite=NAME`, `nox -s tune -- suite=NAME trials=N`, `nox -s tests`,
-`nox -s lint` (`nox -l` lists them)."""
+`nox -s regress`, `nox -s baseline`, `nox -s lint` (`nox -l` lists them)."""
+
+from pathlib import Path
 
 import nox
+from nox.command import CommandFailed
 
 nox.options.sessions = ["tests"]
 nox.options.reuse_venv = "yes"  # a second run reuses the environment instead of reinstalling torch
@@ -9,6 +12,9 @@ nox.options.reuse_venv = "yes"  # a second run reuses the environment instead of
 # The torch/torchvision pair that this project's machines install from local disk; other pairs
 # download several GB or fail to import together.
 TORCH = ["torch==2.14.1", "torchvision==0.29.1"]
+# The speed gate's pytest-benchmark benchmarks: one training step of every variant, and evaluation.
+BENCHMARKS = ["tests/test_bench_steps.py", "tests/test_bench_image_metrics.py"]
+SPEED_RUNS = 3  # benchmark runs a speed baseline takes the median ratio of
 
 
 def install(session: nox.Session, extras: str = "") -> None:
@@ -49,6 +55,45 @@ def tests(session: nox.Session) -> None:
     """Run the test suite (pass pytest options after --)."""
     install(session, "test,offline-inception")
     session.run("pytest", *session.posargs)
+
+
+def run_benchmarks(session: nox.Session, json_path: str) -> None:
+    """The speed gate's benchmarks, timed, each beside the calibration kernel (tests/conftest.py)."""
+    session.run("pytest", *BENCHMARKS, "-q", "-p", "no:cacheprovider", "--benchmark-enable",
+                f"--benchmark-json={json_path}", env={"OMP_NUM_THREADS": "1"})  # fmt: skip
+
+
+@nox.session
+def regress(session: nox.Session) -> None:
+    """Regression gates: the ci suite against its quality baseline, benchmarks against speed.json."""
+    install(session, "test")
+    failed = []
+    try:  # quality: every metric in its band, every claim of suites/ci.toml holds
+        session.run("bench", "regress", "suite=ci", *session.posargs)
+    except CommandFailed:
+        failed.append("quality")
+    json_path = "results/regress/benchmarks.json"
+    Path("results/regress").mkdir(parents=True, exist_ok=True)
+    run_benchmarks(session, json_path)
+    try:  # speed: each benchmark's time / the calibration kernel's, against the saved ratio
+        session.run("bench", "regress", f"speed={json_path}")
+    except CommandFailed:
+        failed.append("speed")
+    if failed:
+        session.error(f"the {' and '.join(failed)} gate failed (see above)")
+
+
+@nox.session
+def baseline(session: nox.Session) -> None:
+    """Refresh the regression baselines explicitly and show what changed (never done by regress)."""
+    install(session, "test")
+    session.run("bench", "baseline", "suite=ci", *session.posargs)
+    Path("results/regress").mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(SPEED_RUNS):
+        paths.append(f"results/regress/baseline-benchmarks-{i}.json")
+        run_benchmarks(session, paths[-1])
+    session.run("bench", "baseline", f"speed={','.join(paths)}")
 
 
 @nox.session

@@ -1,4 +1,4 @@
-"""Command line: `bench run | resume | sync | ui | report | list | tune`."""
+"""Command line: `bench run | resume | sync | ui | report | list | tune | regress | baseline`."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from bench.config import (
     load_suite,
     read_override_file,
     result_changes,
+    select_entries,
     shown,
     suite_from_resolved,
 )
@@ -31,7 +32,7 @@ from bench.results import KEY_COLUMNS, ResultsTable, read_results
 from bench.runner import jobs_for, run_jobs
 from bench.tracking import Tracker, cell_id, resolve_uri
 
-RESERVED = {"suite", "profile", "out", "resume", "with"}
+RESERVED = {"suite", "profile", "out", "resume", "with", "entries"}
 TUNE_OPTIONS = {"trials", "storage", "entries", "compare"}
 SHORTCUTS = {"device": "train.device", "workers": "train.workers", "threads": "train.threads"}
 RESULTS_ROOT = Path("results") / "runs"
@@ -82,17 +83,28 @@ def _layers(options: dict[str, str]) -> list[tuple[str, dict]]:
     return [read_override_file(f) for f in files]
 
 
+def _entries(options: dict[str, str]) -> list[str]:
+    return [e for e in options.get("entries", "").split(",") if e]
+
+
 def cmd_run(args: list[str]) -> int:
     options, overrides = parse_assignments(args)
+    return run_suite(options, overrides)[0]
+
+
+def run_suite(options: dict[str, str], overrides: dict[str, str]) -> tuple[int, Path]:
+    """Run (or with resume=true finish) a suite; returns the exit code and the run folder."""
     layers = _layers(options)
     suite = load_suite(options["suite"], options.get("profile"), overrides, layers)
+    if _entries(options):
+        suite = select_entries(suite, _entries(options))
     resume = options.get("resume", "false")
     if resume not in ("true", "false"):
         raise UsageError(f"resume={resume}: must be true or false")
     if resume == "true":
         if "out" not in options:
             raise UsageError("resume=true needs out=RUN_DIR, the folder to finish")
-        return _resume(Path(options["out"]), suite)
+        return _resume(Path(options["out"]), suite), Path(options["out"])
     device, workers, threads = _placement(suite)
     for name in {d for entry in suite.entries for d in entry.datasets}:
         DATASETS.get(name)()  # a dataset that is missing is reported now, before any folder exists
@@ -100,13 +112,14 @@ def cmd_run(args: list[str]) -> int:
     # Everything is validated: only now is a run folder created.
     run_dir = new_run_dir(suite.name, options.get("out"))
     resolved = {**suite.resolved(), "device": device, "overrides": overrides,
-                "with": [{"file": name, "table": table} for name, table in layers]}  # fmt: skip
+                "with": [{"file": name, "table": table} for name, table in layers],
+                "entries": _entries(options)}  # fmt: skip
     atomic_write_json(run_dir / "config.json", resolved)
     shutil.copyfile(suite.path, run_dir / "suite.toml")
     atomic_write_json(run_dir / "env.json", environment(device, workers, threads))
     print(f"bench: {len(suite.cells())} cells of suite '{suite.name}' (profile {suite.profile}) "
           f"→ {shown(run_dir)}", file=sys.stderr)  # fmt: skip
-    return _execute(suite, run_dir, device, workers, threads, resume=False)
+    return _execute(suite, run_dir, device, workers, threads, resume=False), run_dir
 
 
 def cmd_resume(run_dir: str, args: list[str]) -> int:
@@ -124,6 +137,9 @@ def cmd_resume(run_dir: str, args: list[str]) -> int:
         current = load_suite(
             str(stored.path), stored.profile, _stored_overrides(path), _stored_layers(path)
         )
+        entries = json.loads((path / "config.json").read_text()).get("entries")
+        if entries:
+            current = select_entries(current, entries)
     else:
         current = stored  # the file is gone: the folder's own configuration is all there is
     if workers is not None:
@@ -364,6 +380,112 @@ def cmd_tune(args: list[str]) -> int:
                 options.get("out"))  # fmt: skip
 
 
+def _split_gate_args(args: list[str], allowed: set[str]) -> tuple[dict[str, str], list[str]]:
+    """Pull the gate's own options (speed=, baseline=, from=, threshold=) out of the arguments."""
+    own: dict[str, str] = {}
+    rest = []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if sep and key in allowed:
+            own[key] = value
+        else:
+            rest.append(arg)
+    return own, rest
+
+
+def _print_outcome(title: str, outcome) -> int:
+    print(title)
+    for line in outcome.notes:
+        print(f"  note: {line}")
+    for line in outcome.passed:
+        print(f"  ok    {line}")
+    for line in outcome.failures:
+        print(f"  FAIL  {line}")
+    total = len(outcome.passed) + len(outcome.failures)
+    if outcome.failures:
+        print(f"FAILED: {len(outcome.failures)} of {total} checks")
+        return 1
+    print(f"passed: all {total} checks")
+    return 0
+
+
+def cmd_regress(args: list[str]) -> int:
+    """Quality gate (suite=NAME: run it, compare with its baseline) or speed gate (speed=FILE)."""
+    from bench import regress, speed
+
+    own, rest = _split_gate_args(args, {"speed", "baseline", "from"})
+    if "speed" in own:
+        if rest or "from" in own:
+            raise UsageError("bench regress speed=FILE takes only baseline=PATH besides")
+        path = Path(own.get("baseline", speed.SPEED_BASELINE))
+        outcome = speed.compare_speed(speed.read_speed_baseline(path), Path(own["speed"]))
+        return _print_outcome(f"speed gate: {own['speed']} against {path}", outcome)
+
+    options, overrides = parse_assignments(rest)
+    suite = load_suite(options["suite"], options.get("profile"), overrides, _layers(options))
+    path = Path(own.get("baseline", regress.baseline_path(suite.name, suite.profile)))
+    baseline = regress.read_baseline(path)  # before any training: a missing baseline fails fast
+    if "from" in own:
+        if overrides or set(options) - {"suite", "profile"}:
+            raise UsageError(
+                "bench regress from=RUN_DIR compares a finished run; give no overrides"
+            )
+        run_dir, rc = Path(own["from"]), 0
+    else:
+        rc, run_dir = run_suite(options, overrides)
+    outcome = regress.compare(baseline, regress.judged_by(regress.RunView.load(run_dir), suite))
+    if rc != 0 and not outcome.failures:
+        outcome.failures.append(f"the run exited with code {rc}")
+    return _print_outcome(f"quality gate: {shown(run_dir)} against {path}", outcome)
+
+
+def cmd_baseline(args: list[str]) -> int:
+    """Make a baseline explicitly (suite=NAME or speed=FILE[,FILE…]) and show what it changes."""
+    from bench import regress, speed
+    from bench.io import atomic_write_json
+
+    own, rest = _split_gate_args(args, {"speed", "from", "threshold"})
+    if "speed" in own:
+        if rest or "from" in own:
+            raise UsageError("bench baseline speed=FILE[,FILE...] takes only threshold=FRACTION")
+        try:
+            threshold = float(own.get("threshold", speed.DEFAULT_THRESHOLD))
+        except ValueError:
+            threshold = -1.0
+        if threshold <= 0:
+            raise UsageError(f"threshold={own['threshold']}: must be a fraction > 0, e.g. 0.3")
+        new = speed.make_speed_baseline([Path(f) for f in own["speed"].split(",") if f], threshold)
+        path = speed.SPEED_BASELINE
+        old = speed.read_speed_baseline(path) if path.is_file() else None
+        changes = speed.diff_speed(old, new)
+    else:
+        if "threshold" in own:
+            raise UsageError("threshold= belongs to speed baselines; a suite's bands use regress.k")
+        options, overrides = parse_assignments(rest)
+        if "entries" in options:
+            raise UsageError("a baseline covers every entry of the suite; leave out entries=")
+        suite = load_suite(options["suite"], options.get("profile"), overrides, _layers(options))
+        if "from" in own:
+            run_dir = Path(own["from"])
+        else:
+            regress.check_seeds(suite, f"suite '{suite.name}'")  # before hours of training
+            rc, run_dir = run_suite(options, overrides)
+            if rc != 0:
+                print(
+                    f"bench: the run failed (exit code {rc}); no baseline written", file=sys.stderr
+                )
+                return 1
+        new = regress.make_baseline(regress.judged_by(regress.RunView.load(run_dir), suite))
+        path = regress.baseline_path(new["suite"], new["profile"])
+        old = json.loads(path.read_text()) if path.is_file() else None
+        changes = regress.diff(old, new)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, new)
+    print(f"baseline written to {path}; changes:")
+    print("\n".join(f"  {line}" for line in changes))
+    return 0
+
+
 def cmd_list() -> int:
     load_all()
     print("Variants:")
@@ -418,6 +540,16 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("assignments", nargs="*", metavar="key=value",
                       help="suite=NAME [profile=P] [trials=N] [storage=URL|journal:PATH] "
                            "[entries=a,b] [compare=K] [out=DIR] [dotted.key=value ...]")  # fmt: skip
+    regress = sub.add_parser("regress", help="regression gates: a suite against its quality "
+                             "baseline, or benchmark times against the speed baseline")  # fmt: skip
+    regress.add_argument("assignments", nargs="*", metavar="key=value",
+                         help="suite=NAME [profile=P] [entries=a,b] [from=RUN_DIR] "
+                              "[baseline=PATH] [dotted.key=value ...] | speed=BENCH.json")  # fmt: skip
+    baseline = sub.add_parser("baseline", help="refresh a quality or speed baseline and show "
+                              "what changed")  # fmt: skip
+    baseline.add_argument("assignments", nargs="*", metavar="key=value",
+                          help="suite=NAME [profile=P] [from=RUN_DIR] [dotted.key=value ...] | "
+                               "speed=BENCH.json[,BENCH2.json] [threshold=0.3]")  # fmt: skip
     return parser
 
 
@@ -436,6 +568,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_report(args.run_dir)
         if args.command == "tune":
             return cmd_tune(args.assignments)
+        if args.command == "regress":
+            return cmd_regress(args.assignments)
+        if args.command == "baseline":
+            return cmd_baseline(args.assignments)
         return cmd_list()
     except UsageError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)

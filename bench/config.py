@@ -112,6 +112,46 @@ class Tuning(BaseModel):
     space: dict[str, dict[str, SearchParam]] = {}
 
 
+# --- Claims and regression bands (bench regress) ------------------------------------------------
+
+
+class Claim(BaseModel):
+    """A finding the suite should reproduce: `variant`'s `metric` is below (or above) `than`'s."""
+
+    model_config = STRICT
+    text: str | None = None  # the finding in words; by default made from the fields below
+    metric: str  # a result column at the final step: "fid/lenet-digits", "clip_saturation", …
+    dataset: str | None = None  # default: the suite's first dataset
+    variant: str  # a variant entry label of the suite
+    op: Literal["<", ">"]  # "<": variant's values are below than's; ">": above
+    than: str | float  # another entry label, or a number
+    # One-sided Welch t-test over seeds (a one-sample t-test against a number): the claim holds
+    # when p < alpha.
+    alpha: Annotated[float, Field(gt=0, le=0.5)] = 0.05
+
+    def describe(self) -> str:
+        if self.text:
+            return self.text
+        word = "below" if self.op == "<" else "above"
+        return f"{self.variant}'s {self.metric} is {word} {self.than}" + (
+            "'s" if isinstance(self.than, str) else ""
+        )
+
+
+class Regress(BaseModel):
+    """How `bench baseline` turns seed-to-seed spread into the bands `bench regress` checks."""
+
+    model_config = STRICT
+    # Band: baseline mean ± k × (standard deviation over the baseline's seeds).
+    k: Annotated[float, Field(gt=0)] = 3.0
+    # Never narrower than this fraction of |mean| on each side (for values seeds barely move).
+    min_rel_width: Annotated[float, Field(ge=0)] = 0.02
+    # ... nor narrower than this, per metric column or its prefix ("recall", "classes_covered"):
+    # for values every seed shares (a recall of 0), whose spread five seeds cannot measure.
+    min_abs_width: dict[str, Annotated[float, Field(ge=0)]] = {}
+    min_seeds: Annotated[int, Field(ge=2)] = 5  # a baseline needs at least this many seeds
+
+
 class SuiteSpec(BaseModel):
     """The schema of a suite file (after its profile and overrides are merged in)."""
 
@@ -130,6 +170,8 @@ class SuiteSpec(BaseModel):
     # label → {variant = "name" (default: the label), datasets = [...] (default: the suite's), fields}
     variants: Annotated[dict[str, dict[str, Any]], Field(min_length=1)]
     tuning: Tuning | None = None  # hyperparameter search (bench tune); ignored by bench run
+    claims: list[Claim] = []  # findings checked in summary.md and by bench regress
+    regress: Regress = Regress()  # tolerance bands of bench baseline / bench regress
 
 
 @dataclass(frozen=True)
@@ -191,7 +233,7 @@ RESULT_NEUTRAL = {
     "tracking.uri",
     "tracking.log_weights",
 }
-RUN_KEYS = ("suite", "profile", "suite_file", "device", "overrides", "with")
+RUN_KEYS = ("suite", "profile", "suite_file", "device", "overrides", "with", "entries")
 
 
 def suite_from_resolved(resolved: dict[str, Any], where: str) -> Suite:
@@ -214,7 +256,9 @@ def result_changes(before: Suite, after: Suite) -> list[str]:
     return sorted(
         k
         for k in a.keys() | b.keys()
-        if k not in skip and not k.startswith("tuning.") and a.get(k) != b.get(k)
+        if k not in skip
+        and k.split(".")[0] not in ("tuning", "claims", "regress")
+        and a.get(k) != b.get(k)
     )
 
 
@@ -447,6 +491,38 @@ def _check_tuning(spec: SuiteSpec, entries: tuple[Entry, ...], where: str) -> No
                 )  # fmt: skip
 
 
+def _check_claims(spec: SuiteSpec, entries: tuple[Entry, ...], where: str) -> None:
+    """Each claim names entries of the suite, a dataset both train on, and a column the run fills."""
+    from bench.metrics.images import ImageMetric
+    from bench.results import DIAGNOSTIC_COLUMNS, PERFORMANCE_COLUMNS
+
+    by_label = {e.label: e for e in entries}
+    prefixes = {p for m in spec.metrics if isinstance(METRICS.get(m), ImageMetric)
+                for p, _ in METRICS.get(m).columns}  # fmt: skip
+    plain = [
+        m for m in spec.metrics if m not in prefixes and not isinstance(METRICS.get(m), ImageMetric)
+    ]
+    for i, claim in enumerate(spec.claims):
+        key = f"claims[{i}]"
+        dataset = claim.dataset or spec.datasets[0]
+        labels = [claim.variant] + ([claim.than] if isinstance(claim.than, str) else [])
+        for field, label in zip(("variant", "than"), labels, strict=False):
+            if label not in by_label:
+                raise UsageError(f"{where}: key '{key}.{field}': no variant entry '{label}'; "
+                                 f"entries: {', '.join(by_label)}")  # fmt: skip
+            if dataset not in by_label[label].datasets:
+                raise UsageError(f"{where}: key '{key}.dataset': entry '{label}' does not train on "
+                                 f"'{dataset}' (its datasets: {', '.join(by_label[label].datasets)})")  # fmt: skip
+        head, _, tail = claim.metric.partition("/")
+        known = (claim.metric in plain or claim.metric in DIAGNOSTIC_COLUMNS
+                 or claim.metric in PERFORMANCE_COLUMNS or (head in prefixes and tail))  # fmt: skip
+        if not known:
+            allowed = [*plain, *(f"{p}/<backbone>" for p in sorted(prefixes)),
+                       *DIAGNOSTIC_COLUMNS, *PERFORMANCE_COLUMNS]  # fmt: skip
+            raise UsageError(f"{where}: key '{key}.metric': '{claim.metric}' is not a column this "
+                             f"suite fills; columns: {', '.join(allowed)}")  # fmt: skip
+
+
 def _check_spec(spec: SuiteSpec, where: str) -> tuple[Entry, ...]:
     from bench.datasets.images import IMAGE_DATASETS
     from bench.metrics.images import ImageMetric
@@ -465,6 +541,7 @@ def _check_spec(spec: SuiteSpec, where: str) -> tuple[Entry, ...]:
             f"{', '.join(IMAGE_DATASETS)}); remove those metrics or datasets"
         )
     _check_tuning(spec, entries, where)
+    _check_claims(spec, entries, where)
     return entries
 
 
@@ -532,6 +609,25 @@ def load_suite(
         entries = _check_spec(spec, where)
 
     return Suite(name=path.stem, path=path, profile=profile, spec=spec, entries=entries)
+
+
+def select_entries(suite: Suite, labels: list[str]) -> Suite:
+    """`suite` with only the variant entries `labels` (and the claims that involve only them)."""
+    known = [e.label for e in suite.entries]
+    unknown = [label for label in labels if label not in known]
+    if unknown:
+        raise UsageError(
+            f"entries={','.join(labels)}: no entry {', '.join(unknown)} in suite '{suite.name}'; "
+            f"its entries: {', '.join(known)}"
+        )
+    claims = [c for c in suite.spec.claims
+              if c.variant in labels and (not isinstance(c.than, str) or c.than in labels)]  # fmt: skip
+    spec = suite.spec.model_copy(update={
+        "variants": {k: v for k, v in suite.spec.variants.items() if k in labels}, "claims": claims,
+        "tuning": None,  # its search spaces may name the entries left out; bench run ignores it
+    })  # fmt: skip
+    entries = tuple(e for e in suite.entries if e.label in labels)
+    return Suite(suite.name, suite.path, suite.profile, spec, entries)
 
 
 def read_override_file(path: str) -> tuple[str, dict[str, Any]]:

@@ -17,12 +17,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from bench.io import atomic_write_bytes, atomic_write_text  # noqa: E402
-from bench.metrics import metric_columns  # noqa: E402
+from bench.metrics import column_direction, metric_columns  # noqa: E402
+from bench.results import DIAGNOSTIC_COLUMNS as DIAGNOSTICS  # noqa: E402
+from bench.results import PERFORMANCE_COLUMNS as PERFORMANCE  # noqa: E402
 from bench.results import read_results  # noqa: E402
 from bench.stats import mean_ci  # noqa: E402
 
-DIAGNOSTICS = ["critic_loss", "wasserstein_estimate", "clip_saturation", "act_grad_log10_slope"]
-PERFORMANCE = ["img_per_s", "gen_steps_per_s", "eval_seconds", "peak_mem_mb"]
 # Norms that change by less than one decade from the first to the last hidden layer count as level.
 LEVEL_DECADES = 1.0
 
@@ -47,6 +47,7 @@ def render(run_dir: Path) -> Path:
     lines += _status(df, final)
     lines += _results(cfg, final)
     lines += _ranking(cfg, final)
+    lines += _claims(cfg, final)
     lines += _critic_tracks_quality(df)
     lines += _pile_up(cfg, final, run_dir, plots)
     lines += _depth(cfg, final, plots)
@@ -123,18 +124,6 @@ def _results(cfg: dict, final: pd.DataFrame) -> list[str]:
     return lines
 
 
-def _direction(column: str) -> bool | None:
-    """True when higher is better, False when lower is, None when the column has no direction."""
-    from bench.metrics.images import column_higher_is_better
-    from bench.registry import METRICS
-
-    if column in METRICS:
-        return METRICS.get(column).higher_is_better
-    if column.split("/", 1)[0].endswith("_std"):
-        return None
-    return column_higher_is_better(column)
-
-
 def _ranking(cfg: dict, final: pd.DataFrame) -> list[str]:
     """Variants ranked by mean over seeds, with a test of every pair on the primary metric."""
     from bench.stats import pairwise, rank
@@ -149,14 +138,16 @@ def _ranking(cfg: dict, final: pd.DataFrame) -> list[str]:
              "multiple comparisons; a rank test could not reject anything with 3 seeds).", ""]  # fmt: skip
     for dataset, group in ok.groupby("dataset", sort=False):
         columns = [
-            c for c in metric_columns(cfg["metrics"], group.columns) if _direction(c) is not None
+            c
+            for c in metric_columns(cfg["metrics"], group.columns)
+            if column_direction(c) is not None
         ]
         columns = [c for c in columns if group[c].notna().any()]
         if not columns:
             continue
         lines += [f"### {dataset}", ""]
         for i, col in enumerate(columns):
-            higher = bool(_direction(col))
+            higher = bool(column_direction(col))
             values = {v: g[col].dropna().tolist() for v, g in group.groupby("variant", sort=False)}
             ranked = rank(values, higher)
             order = " > ".join(f"`{v}` {ci.format()}" for v, ci in ranked)
@@ -165,6 +156,21 @@ def _ranking(cfg: dict, final: pd.DataFrame) -> list[str]:
                 lines += [f"  - {pair.statement()}" for pair in pairwise(values, higher)]
         lines.append("")
     return lines
+
+
+def _claims(cfg: dict, final: pd.DataFrame) -> list[str]:
+    """The suite's declared findings, each tested over seeds (what bench regress checks too)."""
+    from bench.claims import check_all
+    from bench.config import Claim
+
+    claims = [Claim.model_validate(c) for c in cfg.get("claims", [])]
+    if not claims:
+        return []
+    lines = ["## Claims", "", "Findings the suite declares, each tested on the final step over "
+             "seeds with a one-sided t-test (`bench regress` fails when one does not hold):", ""]  # fmt: skip
+    for result in check_all(claims, final, cfg["datasets"][0]):
+        lines.append(f"- {result.claim.describe()}: {result.statement()}")
+    return lines + [""]
 
 
 def _critic_tracks_quality(df: pd.DataFrame) -> list[str]:

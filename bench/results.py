@@ -16,6 +16,14 @@ TRAILING_COLUMNS = [
     "time",
     "note",
 ]  # when the row was made; why a value is missing or a cell stopped
+# Columns every cell logs besides its metrics: training diagnostics, and speed and memory.
+DIAGNOSTIC_COLUMNS = [
+    "critic_loss",
+    "wasserstein_estimate",
+    "clip_saturation",
+    "act_grad_log10_slope",
+]
+PERFORMANCE_COLUMNS = ["img_per_s", "gen_steps_per_s", "eval_seconds", "peak_mem_mb"]
 CSV_NAME = "results.csv"
 PARQUET_NAME = "results.parquet"
 

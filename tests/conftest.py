@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 
 from bench.cli import main
+from bench.speed import EXTRA_KEY, time_calibration
 
 TINY_SUITE = """
 description = "tiny suite for tests"
@@ -65,5 +68,34 @@ def bench(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captur
 
 @pytest.fixture(scope="session")
 def cache(tmp_path_factory) -> Path:
-    """One backbone/feature cache per test session: each domain classifier is trained once."""
-    return tmp_path_factory.mktemp("cache")
+    """One backbone/feature cache per test session: each domain classifier is trained once.
+
+    GAN_BENCH_CACHE, when set, is used instead: .ci/run points it at an empty folder that the
+    regression gates then reuse, so CI trains each classifier once.
+    """
+    shared = os.environ.get("GAN_BENCH_CACHE")
+    return Path(shared).resolve() if shared else tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread, as each suite worker runs; the calibration kernel runs on one too."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _calibration_kernel(request: pytest.FixtureRequest):
+    """Beside every enabled benchmark, time the speed gate's calibration kernel (bench/speed.py)."""
+    if "benchmark" not in request.fixturenames:
+        yield
+        return
+    benchmark = request.getfixturevalue("benchmark")
+    if benchmark.disabled:
+        yield
+        return
+    before = time_calibration()
+    yield
+    benchmark.extra_info[EXTRA_KEY] = min(before, time_calibration())

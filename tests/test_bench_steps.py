@@ -19,14 +19,6 @@ MNIST = DataSpec((1, 28, 28), 10)
 BATCH_SIZE = 64
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.benchmark(group="train_step mnist b64")
 @pytest.mark.parametrize("arch", sorted(DATA_KINDS))
 @pytest.mark.parametrize("name", VARIANTS.names())

@@ -6,7 +6,7 @@ from bench.metrics import images, toy  # noqa: F401
 from bench.metrics.base import Metric, NotApplicable
 from bench.metrics.images import ImageMetric
 
-__all__ = ["ImageMetric", "Metric", "NotApplicable", "metric_columns"]
+__all__ = ["ImageMetric", "Metric", "NotApplicable", "column_direction", "metric_columns"]
 
 
 def metric_columns(metrics: Iterable[str], columns: Iterable[str]) -> list[str]:
@@ -23,3 +23,15 @@ def metric_columns(metrics: Iterable[str], columns: Iterable[str]) -> list[str]:
         elif name in columns:
             out.append(name)
     return out
+
+
+def column_direction(column: str) -> bool | None:
+    """True when higher is better, False when lower is, None when the column has no direction."""
+    from bench.metrics.images import column_higher_is_better
+    from bench.registry import METRICS
+
+    if column in METRICS:
+        return METRICS.get(column).higher_is_better
+    if column.split("/", 1)[0].endswith("_std"):
+        return None
+    return column_higher_is_better(column)

@@ -1,0 +1,218 @@
+"""The quality gate: baselines from seed-to-seed spread, bands, claims, and a degraded variant caught."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.cli import main
+from bench.config import load_suite
+from bench.registry import VARIANTS, load_all
+from bench.regress import baseline_path, config_changes
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Two toy variants, five seeds, a handful of steps: seconds per run.
+GATED_SUITE = """
+description = "regression-gate test suite"
+seeds = [0, 1, 2, 3, 4]
+datasets = ["8gaussians"]
+metrics = ["modes_captured", "hq_fraction", "mode_kl", "energy_distance"]
+
+[budget]
+gen_steps = 6
+
+[eval]
+every = 6
+at_start = false
+num_samples = 200
+diag_samples = 64
+hist_bins = 11
+
+[train]
+batch_size = 32
+workers = 2
+
+[tracking]
+enabled = false
+
+[variant_defaults]
+width = 16
+
+[variants.wgan]
+
+[variants.wgan_gp]
+gp_weight = 0.1
+
+[[claims]]
+metric = "clip_saturation"
+variant = "wgan_gp"
+op = "<"
+than = "wgan"
+"""
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
+    """Run `bench ARGS...` in tmp_path; returns (exit code, stdout + stderr)."""
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args: str) -> tuple[int, str]:
+        rc = main(list(args))
+        out = capsys.readouterr()
+        return rc, out.out + out.err
+
+    return run
+
+
+def edit_final(run_dir: Path, variant: str, column: str, change) -> None:
+    """Apply `change` to `column` of `variant`'s final-step rows in results.csv."""
+    df = pd.read_csv(run_dir / "results.csv")
+    last = df.groupby(["variant", "dataset", "seed"])["step"].transform("max") == df["step"]
+    mask = last & (df["variant"] == variant)
+    df.loc[mask, column] = change(df.loc[mask, column])
+    df.to_csv(run_dir / "results.csv", index=False)
+
+
+@pytest.fixture(scope="module")
+def gated_source(tmp_path_factory) -> Path:
+    """One finished run of the test suite and its baseline, made once for the module."""
+    root = tmp_path_factory.mktemp("gated")
+    (root / "suites").mkdir()
+    (root / "suites" / "gated.toml").write_text(GATED_SUITE)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        assert main(["run", "suite=gated", "out=run"]) == 0
+        assert main(["baseline", "suite=gated", "from=run"]) == 0
+    return root
+
+
+@pytest.fixture
+def gated_run(gated_source, cli, tmp_path) -> Path:
+    """A copy of the module's run folder, suite file and baseline in this test's tmp_path."""
+    shutil.copytree(gated_source, tmp_path, dirs_exist_ok=True)
+    return tmp_path / "run"
+
+
+def test_baseline_stores_bands_seeds_k_and_how_it_was_measured(gated_run, tmp_path, capsys):
+    base = json.loads((tmp_path / "results/baselines/gated.json").read_text())
+    # 3 metrics with values × 2 variants: mode_kl is empty this early (no high-quality samples)
+    assert len(base["bands"]) == 6 and len(base["claims"]) == 1
+    assert base["seeds"] == [0, 1, 2, 3, 4] and base["k"] == 3.0
+    assert base["machine"]["threads"] == 1 and base["machine"]["device"] == "cpu"
+    band = next(
+        b for b in base["bands"] if (b["variant"], b["metric"]) == ("wgan", "energy_distance")
+    )
+    assert len(band["values"]) == 5 and band["higher_is_better"] is False
+    half = max(3.0 * band["std"], 0.02 * abs(band["mean"]))
+    assert band["low"] == pytest.approx(band["mean"] - half)
+    assert band["high"] == pytest.approx(band["mean"] + half)
+    assert base["claims"][0]["p_value"] < 0.05
+
+
+def test_the_run_a_baseline_was_made_from_passes(gated_run, cli):
+    rc, out = cli("regress", "suite=gated", "from=run")
+    assert rc == 0, out
+    assert "passed: all 7 checks" in out and "claim 'wgan_gp's clip_saturation" in out
+
+
+def test_values_outside_their_band_fail_naming_metric_value_band_and_direction(gated_run, cli):
+    edit_final(gated_run, "wgan", "energy_distance", lambda v: v * 50)
+    edit_final(gated_run, "wgan_gp", "modes_captured", lambda v: v * 0 - 1)
+    rc, out = cli("regress", "suite=gated", "from=run")
+    assert rc == 1
+    fails = [line for line in out.splitlines() if line.startswith("  FAIL")]
+    assert len(fails) == 2, out
+    energy = next(line for line in fails if "energy_distance" in line)
+    assert "is above its band [" in energy and ", worse (baseline " in energy
+    modes = next(line for line in fails if "modes_captured" in line)
+    assert "wgan_gp · 8gaussians · modes_captured = -1 is below its band" in modes
+    assert ", worse" in modes  # fewer modes is worse
+    assert "FAILED: 2 of 7 checks" in out
+
+
+def test_a_better_value_outside_the_band_also_fails(gated_run, cli):
+    edit_final(gated_run, "wgan", "energy_distance", lambda v: v * 0)
+    rc, out = cli("regress", "suite=gated", "from=run")
+    assert rc == 1 and "wgan · 8gaussians · energy_distance = 0 is below its band" in out
+    assert ", better (baseline" in out
+
+
+def test_a_missing_value_and_a_failing_claim_fail(gated_run, cli):
+    edit_final(gated_run, "wgan", "hq_fraction", lambda v: float("nan"))
+    edit_final(gated_run, "wgan", "clip_saturation", lambda v: v * 0)
+    rc, out = cli("regress", "suite=gated", "from=run")
+    assert rc == 1
+    assert "wgan · 8gaussians · hq_fraction: not computed in this run" in out
+    assert "FAIL  claim 'wgan_gp's clip_saturation is below wgan's' does NOT hold" in out
+
+
+def test_a_changed_configuration_is_reported(gated_run, cli, tmp_path):
+    base = json.loads((tmp_path / "results/baselines/gated.json").read_text())
+    config = json.loads((gated_run / "config.json").read_text())
+    config["variants"]["wgan"]["lr"] = 0.01
+    assert config_changes(base["config"], config, {"wgan", "wgan_gp"}) == ["variants.wgan.lr"]
+    assert config_changes(base["config"], config, {"wgan_gp"}) == []
+
+
+def test_too_few_seeds_are_refused_before_training(write_suite, cli, tmp_path):
+    write_suite(GATED_SUITE, name="gated")
+    rc, out = cli("baseline", "suite=gated", "seeds=0,1")
+    assert rc == 2 and "a baseline needs at least 5 seeds" in out and "seeds=0,1,2,3,4" in out
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_claim_that_fails_in_the_run_refuses_the_baseline(gated_run, cli, tmp_path):
+    (tmp_path / "suites" / "gated.toml").write_text(GATED_SUITE.replace('op = "<"', 'op = ">"'))
+    before = (tmp_path / "results/baselines/gated.json").read_text()
+    rc, out = cli("baseline", "suite=gated", "from=run")
+    assert rc == 2 and "claims must hold" in out and "does NOT hold" in out
+    assert (tmp_path / "results/baselines/gated.json").read_text() == before  # left as it was
+
+
+def test_regress_without_a_baseline_stops_before_training(write_suite, cli, tmp_path):
+    write_suite(GATED_SUITE, name="gated")
+    rc, out = cli("regress", "suite=gated")
+    assert rc == 2 and "no baseline at results/baselines/gated.json" in out
+    assert "nox -s baseline" in out and not (tmp_path / "results/runs").exists()
+
+
+def test_new_baseline_shows_what_changed(gated_run, cli, tmp_path):
+    edit_final(gated_run, "wgan", "energy_distance", lambda v: v * 2)
+    rc, out = cli("baseline", "suite=gated", "from=run")
+    assert rc == 0
+    assert "wgan · 8gaussians · energy_distance: " in out and "(+100.0%)" in out
+
+
+def test_ci_suite_trains_every_registered_variant_and_its_baseline_matches_it():
+    load_all()
+    suite = load_suite(str(REPO / "suites" / "ci.toml"))
+    assert {e.variant for e in suite.entries} == set(VARIANTS.names())
+    assert len(suite.spec.seeds) >= suite.spec.regress.min_seeds
+    base = json.loads((REPO / baseline_path("ci", "default")).read_text())
+    resolved = {**suite.resolved(), "device": "cpu"}
+    assert config_changes(base["config"], resolved, {e.label for e in suite.entries}) == [], (
+        "suites/ci.toml changed since results/baselines/ci.json was made: run nox -s baseline"
+    )
+    banded = {(b["variant"], b["metric"].split("/")[0]) for b in base["bands"]}
+    for entry in suite.entries:
+        assert (entry.label, "fid") in banded
+    assert [c["claim"] for c in base["claims"]] == [c.describe() for c in suite.spec.claims]
+
+
+def test_a_degraded_variant_trips_the_quality_gate(cli, cache, monkeypatch):
+    """dcgan with its learning rate ×1000, against the committed ci baseline.
+
+    (×100 trips it too, but as *better*: at the ci suite's 300 steps lr 0.02 beat 2e-4, FID 106 vs 403.)
+    """
+    monkeypatch.setenv("GAN_BENCH_CACHE", str(cache))
+    monkeypatch.chdir(REPO)  # the committed results/baselines/ci.json
+    out_dir = cache.parent / "degraded-ci-run"
+    rc, out = cli("regress", "suite=ci", "entries=dcgan", "variants.dcgan.lr=0.2",
+                      "workers=2", f"out={out_dir}")  # fmt: skip
+    assert rc == 1, out
+    assert "FAIL  dcgan · digits · fid/lenet-digits = " in out and "is above its band" in out
+    assert ", worse (baseline" in out
+    assert "variants.dcgan.lr (0.0002 → 0.2)" in out  # the deliberate change is named

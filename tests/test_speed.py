@@ -1,0 +1,78 @@
+"""The speed gate: benchmark times over a calibration kernel's, against a saved baseline."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.errors import UsageError
+from bench.speed import (
+    EXTRA_KEY,
+    calibration_kernel,
+    compare_speed,
+    make_speed_baseline,
+    read_ratios,
+    time_calibration,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+STEP = "tests/test_bench_steps.py::test_train_step_speed[dcgan-dcgan]"
+
+
+def benchmark_run(json_path: Path, *plugin: str) -> Path:
+    """One pytest-benchmark run of the dcgan training step, in a fresh process."""
+    cmd = [sys.executable, "-m", "pytest", STEP, "-q", "-p", "no:cacheprovider",
+           "--benchmark-enable", f"--benchmark-json={json_path}", *plugin]  # fmt: skip
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json_path
+
+
+def test_a_slowed_step_trips_the_speed_gate_and_an_unchanged_one_passes(tmp_path):
+    baseline = make_speed_baseline([benchmark_run(tmp_path / "base.json")], threshold=0.3)
+    (ratio,) = [b["ratio"] for b in baseline["benchmarks"].values()]
+    assert ratio > 0 and list(baseline["benchmarks"]) == [STEP]
+
+    again = compare_speed(baseline, benchmark_run(tmp_path / "again.json"))
+    assert again.failures == [] and len(again.passed) == 1, again
+
+    slowed = compare_speed(
+        baseline, benchmark_run(tmp_path / "slow.json", "-p", "tests.slow_step_plugin")
+    )
+    (failure,) = slowed.failures
+    assert failure.startswith(f"{STEP}: ") and "the gate allows +30%" in failure
+    rise = read_ratios(tmp_path / "slow.json")[STEP]["ratio"] / ratio - 1
+    assert rise > 1.0  # three steps' work per step: about +200%
+    assert f"({rise:+.0%};" in failure
+
+
+def test_benchmarks_without_the_calibration_kernel_are_refused(tmp_path):
+    path = tmp_path / "bare.json"
+    path.write_text(json.dumps({"benchmarks": [{"fullname": "x", "stats": {"min": 1.0},
+                                                "extra_info": {}}]}))  # fmt: skip
+    with pytest.raises(UsageError, match=f"benchmark x has no {EXTRA_KEY}"):
+        read_ratios(path)
+
+
+def test_a_benchmark_missing_from_the_run_fails(tmp_path):
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"benchmarks": [{"fullname": "a", "stats": {"min": 2.0},
+                                                "extra_info": {EXTRA_KEY: 1.0}}]}))  # fmt: skip
+    baseline = make_speed_baseline([path], threshold=0.3)
+    baseline["benchmarks"]["b"] = {"ratio": 1.0, "ratios": [1.0], "seconds": 1.0}
+    outcome = compare_speed(baseline, path)
+    assert outcome.failures == ["b: not measured in this run"] and len(outcome.passed) == 1
+
+
+def test_the_calibration_kernel_leaves_the_thread_setting_as_it_was():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        calibration_kernel()
+        assert time_calibration(rounds=3) > 0 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
