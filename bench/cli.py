@@ -33,7 +33,7 @@ from bench.runner import jobs_for, run_jobs
 from bench.tracking import Tracker, cell_id, resolve_uri
 
 RESERVED = {"suite", "profile", "out", "resume", "with", "entries"}
-TUNE_OPTIONS = {"trials", "storage", "entries", "compare"}
+TUNE_OPTIONS = {"trials", "storage", "compare"}
 SHORTCUTS = {"device": "train.device", "workers": "train.workers", "threads": "train.threads"}
 RESULTS_ROOT = Path("results") / "runs"
 
@@ -375,7 +375,7 @@ def cmd_tune(args: list[str]) -> int:
             seeds = int(compare)
         else:
             raise UsageError(f"compare={compare}: must be true, false or a number of seeds >= 2")
-    entries = [e for e in tune_opts.get("entries", "").split(",") if e] or None
+    entries = _entries(options) or None
     return tune(suite, int(trials) if trials else None, tune_opts.get("storage"), entries, seeds,
                 options.get("out"))  # fmt: skip
 

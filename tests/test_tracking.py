@@ -16,11 +16,11 @@ from mlflow import MlflowClient
 from tests.conftest import TINY_SUITE
 from tests.test_runner import start_run, wait_for_rows
 
-# Long enough (4 cells × 31 evaluations) for the server to go away in the middle of it.
-OUTAGE_SUITE = TINY_SUITE.replace("gen_steps = 6", "gen_steps = 120").replace(
+# Long enough (4 cells × 17 evaluations) for the server to go away in the middle of it.
+OUTAGE_SUITE = TINY_SUITE.replace("gen_steps = 6", "gen_steps = 64").replace(
     "every = 3", "every = 4"
 )
-OUTAGE_STEPS = list(range(0, 121, 4))
+OUTAGE_STEPS = list(range(0, 65, 4))
 
 CELLS = {"wgan · 8gaussians · seed 0", "wgan · 8gaussians · seed 1",
          "wgan_gp · 8gaussians · seed 0", "wgan_gp · 8gaussians · seed 1"}  # fmt: skip

@@ -9,7 +9,6 @@ import math
 
 import numpy as np
 import torch
-from sklearn.datasets import make_swiss_roll
 
 from bench.datasets.base import Dataset
 from bench.registry import DATASETS
@@ -77,6 +76,8 @@ class SwissRoll(Dataset):
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         # scikit-learn draws from NumPy; seed it from the torch generator so one seed fixes the stream.
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+        from sklearn.datasets import make_swiss_roll  # here: importing sklearn takes ~1.5 s
+
         points, _ = make_swiss_roll(
             n_samples=n, noise=0.25, random_state=np.random.RandomState(seed)
         )

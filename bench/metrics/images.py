@@ -17,12 +17,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from prdc import compute_prdc
-from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
-from torch_fidelity.metric_isc import isc_features_to_metric
-from torch_fidelity.metric_kid import kid_features_to_metric
-from torch_fidelity.metric_prc import prc_features_to_metric
-from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
 from bench import backbones
 from bench.backbones import Backbone
@@ -103,6 +97,8 @@ def extract(
     extractor: Any, images: torch.Tensor, device: torch.device, rgb: bool = False
 ) -> dict[str, torch.Tensor]:
     """torch-fidelity's own extraction loop over uint8 images; layer name → [N, D] features."""
+    from torch_fidelity.utils import get_featuresdict_from_dataset
+
     if rgb and images.shape[1] == 1:
         images = images.expand(-1, 3, -1, -1)
     return get_featuresdict_from_dataset(
@@ -141,6 +137,8 @@ class ImageEvaluator:
 
     def prepare(self) -> list[Backbone]:
         """Resolve the backbones and load (or extract and cache) the reference features."""
+        from torch_fidelity.utils import create_feature_extractor
+
         if self._prepared is None:
             self._prepared = []
             for kind in self.kinds:
@@ -211,6 +209,14 @@ def _compute(
     labels: torch.Tensor | None = None,
 ) -> tuple[dict[str, float], str]:
     """(column prefix → value, note) of one metric on one backbone's features."""
+    # Imported here, not at the top: torch-fidelity pulls in torchvision's models (seconds of
+    # start-up in every worker process, including those that never measure an image).
+    from prdc import compute_prdc
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+    from torch_fidelity.metric_isc import isc_features_to_metric
+    from torch_fidelity.metric_kid import kid_features_to_metric
+    from torch_fidelity.metric_prc import prc_features_to_metric
+
     fr, ff = real[bb.features], fake[bb.features]
     n, dim = min(len(fr), len(ff)), fr.shape[1]
     if metric == "fid":
