@@ -283,9 +283,14 @@ def compare(baseline: dict[str, Any], run: RunView) -> Outcome:
             f"{verdict} (baseline {_fmt(band['mean'])} ± {baseline['k']:g}·{_fmt(band['std'])} "
             f"over seeds {','.join(map(str, baseline['seeds']))}; this run: mean of {len(v)} seeds)"
         )
-    missing = sorted({(b["variant"], b["dataset"]) for b in baseline["bands"]} - trained)
-    if missing:
-        notes.append("not run, so not checked: " + ", ".join(f"{v} · {d}" for v, d in missing))
+    banded = {(b["variant"], b["dataset"]) for b in baseline["bands"]}
+    if banded - trained:
+        notes.append("not run, so not checked: "
+                     + ", ".join(f"{v} · {d}" for v, d in sorted(banded - trained)))  # fmt: skip
+    if trained - banded:
+        notes.append("no band in the baseline, so not checked: "
+                     + ", ".join(f"{v} · {d}" for v, d in sorted(trained - banded))
+                     + " (nox -s baseline adds them)")  # fmt: skip
 
     # Claims, as the suite file states them now.
     for result in claims_mod.check_all(spec.claims, run.final, spec.datasets[0]):

@@ -149,6 +149,15 @@ def test_a_missing_value_and_a_failing_claim_fail(gated_run, cli):
     assert "FAIL  claim 'wgan_gp's clip_saturation is below wgan's' does NOT hold" in out
 
 
+def test_an_entry_without_bands_is_named(gated_run, cli, tmp_path):
+    path = tmp_path / "results/baselines/gated.json"
+    base = json.loads(path.read_text())
+    base["bands"] = [b for b in base["bands"] if b["variant"] != "wgan_gp"]
+    path.write_text(json.dumps(base))
+    rc, out = cli("regress", "suite=gated", "from=run")
+    assert rc == 0 and "note: no band in the baseline, so not checked: wgan_gp · 8gaussians" in out
+
+
 def test_a_changed_configuration_is_reported(gated_run, cli, tmp_path):
     base = json.loads((tmp_path / "results/baselines/gated.json").read_text())
     config = json.loads((gated_run / "config.json").read_text())
