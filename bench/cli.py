@@ -428,7 +428,8 @@ def cmd_regress(args: list[str]) -> int:
     if "from" in own:
         if overrides or set(options) - {"suite", "profile"}:
             raise UsageError(
-                "bench regress from=RUN_DIR compares a finished run; give no overrides"
+                "bench regress from=RUN_DIR judges a finished run as it is; leave out overrides "
+                "and run options (entries=, out=, with=)"
             )
         run_dir, rc = Path(own["from"]), 0
     else:
