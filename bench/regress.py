@@ -246,8 +246,7 @@ def compare(baseline: dict[str, Any], run: RunView) -> Outcome:
     # What differs from the baseline's measurement: reported, since it qualifies every band.
     if list(spec.seeds) != baseline["seeds"]:
         notes.append(f"seeds {list(spec.seeds)} differ from the baseline's {baseline['seeds']}")
-    labels = {e.label for e in run.suite.entries}
-    changed = config_changes(baseline["config"], run.config, labels)
+    changed = config_changes(baseline["config"], run.config, {label for label, _ in trained})
     if changed:
         old_flat, new_flat = flatten(baseline["config"]), flatten(run.config)
         notes.append("configuration differs from the baseline's in " + ", ".join(
@@ -256,10 +255,11 @@ def compare(baseline: dict[str, Any], run: RunView) -> Outcome:
     for key, value in baseline["machine"].items():
         if machine.get(key) != value:
             notes.append(f"{key}: {machine.get(key)!r} here, {value!r} in the baseline")
+    backbones = run.backbones()
     for name, sha in baseline["backbones"].items():
-        if run.backbones().get(name, sha) != sha:
+        if backbones.get(name, sha) != sha:
             notes.append(f"backbone {name} has other weights than the baseline's (sha256 "
-                         f"{run.backbones()[name][:12]}… vs {sha[:12]}…): its metrics are not comparable")  # fmt: skip
+                         f"{backbones[name][:12]}… vs {sha[:12]}…): its metrics are not comparable")  # fmt: skip
 
     # Bands.
     for band in baseline["bands"]:

@@ -12,46 +12,24 @@ from bench.config import load_suite
 from bench.registry import VARIANTS, load_all
 from bench.regress import baseline_path, config_changes
 
+from .conftest import TINY_SUITE
+
 REPO = Path(__file__).resolve().parents[1]
 
-# Two toy variants, five seeds, a handful of steps: seconds per run.
-GATED_SUITE = """
-description = "regression-gate test suite"
-seeds = [0, 1, 2, 3, 4]
-datasets = ["8gaussians"]
-metrics = ["modes_captured", "hq_fraction", "mode_kl", "energy_distance"]
-
-[budget]
-gen_steps = 6
-
-[eval]
-every = 6
-at_start = false
-num_samples = 200
-diag_samples = 64
-hist_bins = 11
-
-[train]
-batch_size = 32
-workers = 2
-
-[tracking]
-enabled = false
-
-[variant_defaults]
-width = 16
-
-[variants.wgan]
-
-[variants.wgan_gp]
-gp_weight = 0.1
-
+# The tests' tiny suite (two toy variants, a handful of steps) over five seeds, evaluated once at
+# the end, with a claim: seconds per run.
+GATED_SUITE = (
+    TINY_SUITE.replace("seeds = [0, 1]", "seeds = [0, 1, 2, 3, 4]")
+    .replace("every = 3", "every = 6\nat_start = false")
+    .replace("[variant_defaults]", "[tracking]\nenabled = false\n\n[variant_defaults]")
+    + """
 [[claims]]
 metric = "clip_saturation"
 variant = "wgan_gp"
 op = "<"
 than = "wgan"
 """
+)
 
 
 @pytest.fixture
