@@ -189,14 +189,14 @@ def test_ci_suite_trains_every_registered_variant_and_its_baseline_matches_it():
     assert [c["claim"] for c in base["claims"]] == [c.describe() for c in suite.spec.claims]
 
 
-def test_a_degraded_variant_trips_the_quality_gate(cli, cache, monkeypatch):
+def test_a_degraded_variant_trips_the_quality_gate(cli, cache, monkeypatch, tmp_path):
     """dcgan with its learning rate ×1000, against the committed ci baseline.
 
     (×100 trips it too, but as *better*: at the ci suite's 300 steps lr 0.02 beat 2e-4, FID 106 vs 403.)
     """
     monkeypatch.setenv("GAN_BENCH_CACHE", str(cache))
     monkeypatch.chdir(REPO)  # the committed results/baselines/ci.json
-    out_dir = cache.parent / "degraded-ci-run"
+    out_dir = tmp_path / "degraded-ci-run"  # its own folder, never a leftover of an earlier run
     rc, out = cli("regress", "suite=ci", "entries=dcgan", "variants.dcgan.lr=0.2",
                       "workers=2", f"out={out_dir}")  # fmt: skip
     assert rc == 1, out
