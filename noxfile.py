@@ -63,6 +63,7 @@ def run_benchmarks(session: nox.Session, json_path: str) -> None:
     # The mnist5k classifier the evaluation benchmarks need is trained once per machine and kept in
     # the project's cache (or GAN_BENCH_CACHE), not retrained in a temporary folder on every run.
     cache = os.environ.get("GAN_BENCH_CACHE", str(Path("results/cache").resolve()))
+    Path(json_path).parent.mkdir(parents=True, exist_ok=True)
     session.run("pytest", *BENCHMARKS, "-q", "-p", "no:cacheprovider", "--benchmark-enable",
                 f"--benchmark-json={json_path}",
                 env={"OMP_NUM_THREADS": "1", "GAN_BENCH_CACHE": cache})  # fmt: skip
@@ -78,7 +79,6 @@ def regress(session: nox.Session) -> None:
     except CommandFailed:
         failed.append("quality")
     json_path = "results/regress/benchmarks.json"
-    Path("results/regress").mkdir(parents=True, exist_ok=True)
     run_benchmarks(session, json_path)
     try:  # speed: each benchmark's time / the calibration kernel's, against the saved ratio
         session.run("bench", "regress", f"speed={json_path}")
@@ -93,11 +93,9 @@ def baseline(session: nox.Session) -> None:
     """Refresh the regression baselines explicitly and show what changed (never done by regress)."""
     install(session, "test")
     session.run("bench", "baseline", "suite=ci", *session.posargs)
-    Path("results/regress").mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(SPEED_RUNS):
-        paths.append(f"results/regress/baseline-benchmarks-{i}.json")
-        run_benchmarks(session, paths[-1])
+    paths = [f"results/regress/baseline-benchmarks-{i}.json" for i in range(SPEED_RUNS)]
+    for path in paths:
+        run_benchmarks(session, path)
     session.run("bench", "baseline", f"speed={','.join(paths)}")
 
 

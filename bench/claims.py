@@ -9,6 +9,7 @@ import pandas as pd
 from scipy import stats
 
 from bench.config import Claim
+from bench.results import final_values
 from bench.stats import Interval, mean_ci
 
 
@@ -37,22 +38,16 @@ class ClaimResult:
 def check(claim: Claim, final: pd.DataFrame, default_dataset: str) -> ClaimResult:
     """Test one claim on final-step rows (one per variant, dataset and seed) of cells that ended ok."""
     dataset = claim.dataset or default_dataset
-    rows = final[(final["dataset"] == dataset) & (final["status"] == "ok")]
-
-    def values(label: str) -> np.ndarray:
-        if claim.metric not in rows:
-            return np.array([])
-        v = rows.loc[rows["variant"] == label, claim.metric].to_numpy(dtype=float)
-        return v[np.isfinite(v)]
-
-    a = values(claim.variant)
-    b = values(claim.than) if isinstance(claim.than, str) else None
+    a = final_values(final, claim.variant, dataset, claim.metric)
+    b = None  # against a number
+    if isinstance(claim.than, str):
+        b = final_values(final, claim.than, dataset, claim.metric)
     result = ClaimResult(claim, dataset, None, mean_ci(a), mean_ci(b) if b is not None else None,
                          float("nan"))  # fmt: skip
     short = [
         label for label, v in ((claim.variant, a), (claim.than, b)) if v is not None and len(v) < 2
     ]
-    if claim.metric not in rows:
+    if claim.metric not in final:
         return replace(result, reason=f"no column '{claim.metric}' in the results")
     if short:
         return replace(

@@ -28,7 +28,7 @@ from bench.env import environment, resolve_device
 from bench.errors import UsageError
 from bench.io import atomic_write_json
 from bench.registry import DATASETS, METRICS, VARIANTS, load_all
-from bench.results import KEY_COLUMNS, ResultsTable, read_results
+from bench.results import ResultsTable, final_steps, read_results
 from bench.runner import jobs_for, run_jobs
 from bench.tracking import Tracker, cell_id, resolve_uri
 
@@ -134,12 +134,7 @@ def cmd_resume(run_dir: str, args: list[str]) -> int:
     stored = _stored_suite(path)
     # The suite file as it is now must agree with the run in everything that can change results.
     if stored.path.is_file():
-        current = load_suite(
-            str(stored.path), stored.profile, _stored_overrides(path), _stored_layers(path)
-        )
-        entries = json.loads((path / "config.json").read_text()).get("entries")
-        if entries:
-            current = select_entries(current, entries)
+        current = _current_suite(path, stored)
     else:
         current = stored  # the file is gone: the folder's own configuration is all there is
     if workers is not None:
@@ -177,13 +172,12 @@ def _stored_suite(run_dir: Path) -> Suite:
     return suite_from_resolved(json.loads(config.read_text()), where=str(config))
 
 
-def _stored_overrides(run_dir: Path) -> dict[str, str]:
-    return json.loads((run_dir / "config.json").read_text()).get("overrides", {})
-
-
-def _stored_layers(run_dir: Path) -> list[tuple[str, dict]]:
-    stored = json.loads((run_dir / "config.json").read_text()).get("with", [])
-    return [(layer["file"], layer["table"]) for layer in stored]
+def _current_suite(run_dir: Path, stored: Suite) -> Suite:
+    """The run's suite file as it reads now, with the overrides, layers and entries the run used."""
+    config = json.loads((run_dir / "config.json").read_text())
+    layers = [(layer["file"], layer["table"]) for layer in config.get("with", [])]
+    current = load_suite(str(stored.path), stored.profile, config.get("overrides", {}), layers)
+    return select_entries(current, config["entries"]) if config.get("entries") else current
 
 
 def _placement(suite: Suite) -> tuple[str, int, int]:
@@ -306,9 +300,7 @@ def cmd_sync(run_dir: str, args: list[str]) -> int:
         uri = value
     tracker = Tracker(path, resolve_uri(uri), suite.spec.tracking.log_weights)
     df = read_results(path)
-    statuses = {
-        cell_id(r): r["status"] for r in df.groupby(KEY_COLUMNS[:3]).tail(1).to_dict("records")
-    }
+    statuses = {cell_id(r): r["status"] for r in final_steps(df).to_dict("records")}
     try:
         tracker.sync(df, statuses)
     except Exception as exc:

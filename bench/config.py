@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import tomllib
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -128,6 +129,10 @@ class Claim(BaseModel):
     # One-sided Welch t-test over seeds (a one-sample t-test against a number): the claim holds
     # when p < alpha.
     alpha: Annotated[float, Field(gt=0, le=0.5)] = 0.05
+
+    def concerns_only(self, labels: Collection[str]) -> bool:
+        """Whether every entry the claim names is among `labels`."""
+        return self.variant in labels and (not isinstance(self.than, str) or self.than in labels)
 
     def describe(self) -> str:
         if self.text:
@@ -451,11 +456,7 @@ def _check_tuning(spec: SuiteSpec, entries: tuple[Entry, ...], where: str) -> No
     by_label = {e.label: e for e in entries}
     for label, space in tuning.space.items():
         key = f"tuning.space.{label}"
-        if label not in by_label:
-            raise UsageError(
-                f"{where}: key '{key}': no variant entry '{label}'; entries: {', '.join(by_label)}"
-            )
-        entry = by_label[label]
+        entry = _entry(by_label, label, key, where)
         if dataset not in entry.datasets:
             raise UsageError(
                 f"{where}: key '{key}': entry '{label}' does not train on the tuning dataset "
@@ -491,6 +492,15 @@ def _check_tuning(spec: SuiteSpec, entries: tuple[Entry, ...], where: str) -> No
                 )  # fmt: skip
 
 
+def _entry(by_label: dict[str, Entry], label: str, key: str, where: str) -> Entry:
+    """The variant entry `label` that the suite key `key` names; refused when there is none."""
+    if label not in by_label:
+        raise UsageError(
+            f"{where}: key '{key}': no variant entry '{label}'; entries: {', '.join(by_label)}"
+        )
+    return by_label[label]
+
+
 def _check_claims(spec: SuiteSpec, entries: tuple[Entry, ...], where: str) -> None:
     """Each claim names entries of the suite, a dataset both train on, and a column the run fills."""
     from bench.metrics.images import ImageMetric
@@ -507,12 +517,10 @@ def _check_claims(spec: SuiteSpec, entries: tuple[Entry, ...], where: str) -> No
         dataset = claim.dataset or spec.datasets[0]
         labels = [claim.variant] + ([claim.than] if isinstance(claim.than, str) else [])
         for field, label in zip(("variant", "than"), labels, strict=False):
-            if label not in by_label:
-                raise UsageError(f"{where}: key '{key}.{field}': no variant entry '{label}'; "
-                                 f"entries: {', '.join(by_label)}")  # fmt: skip
-            if dataset not in by_label[label].datasets:
+            entry = _entry(by_label, label, f"{key}.{field}", where)
+            if dataset not in entry.datasets:
                 raise UsageError(f"{where}: key '{key}.dataset': entry '{label}' does not train on "
-                                 f"'{dataset}' (its datasets: {', '.join(by_label[label].datasets)})")  # fmt: skip
+                                 f"'{dataset}' (its datasets: {', '.join(entry.datasets)})")  # fmt: skip
         head, _, tail = claim.metric.partition("/")
         known = (claim.metric in plain or claim.metric in DIAGNOSTIC_COLUMNS
                  or claim.metric in PERFORMANCE_COLUMNS or (head in prefixes and tail))  # fmt: skip
@@ -620,8 +628,7 @@ def select_entries(suite: Suite, labels: list[str]) -> Suite:
             f"entries={','.join(labels)}: no entry {', '.join(unknown)} in suite '{suite.name}'; "
             f"its entries: {', '.join(known)}"
         )
-    claims = [c for c in suite.spec.claims
-              if c.variant in labels and (not isinstance(c.than, str) or c.than in labels)]  # fmt: skip
+    claims = [c for c in suite.spec.claims if c.concerns_only(labels)]
     spec = suite.spec.model_copy(update={
         "variants": {k: v for k, v in suite.spec.variants.items() if k in labels}, "claims": claims,
         "tuning": None,  # its search spaces may name the entries left out; bench run ignores it

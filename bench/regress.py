@@ -23,7 +23,7 @@ from bench import claims as claims_mod
 from bench.config import RESULT_NEUTRAL, Suite, flatten, suite_from_resolved
 from bench.errors import UsageError
 from bench.metrics import column_direction, metric_columns
-from bench.results import read_results
+from bench.results import final_steps, final_values, read_results
 
 BASELINE_DIR = Path("results") / "baselines"
 FORMAT = 1
@@ -51,10 +51,7 @@ class RunView:
             if not (run_dir / name).is_file():
                 raise UsageError(f"{run_dir}: not a finished run folder (no {name} in it)")
         config = json.loads((run_dir / "config.json").read_text())
-        df = read_results(run_dir).sort_values(
-            ["variant", "dataset", "seed", "step"], kind="stable"
-        )
-        final = df.groupby(["variant", "dataset", "seed"], sort=False).tail(1)
+        final = final_steps(read_results(run_dir))
         return cls(run_dir, suite_from_resolved(config, str(run_dir / "config.json")), config,
                    json.loads((run_dir / "env.json").read_text()), final)  # fmt: skip
 
@@ -69,12 +66,7 @@ class RunView:
         return [c for c in cols if column_direction(c) is not None]
 
     def values(self, variant: str, dataset: str, column: str) -> np.ndarray:
-        rows = self.final[(self.final["variant"] == variant) & (self.final["dataset"] == dataset)
-                          & (self.final["status"] == "ok")]  # fmt: skip
-        if column not in rows:
-            return np.array([])
-        v = rows[column].to_numpy(dtype=float)
-        return v[np.isfinite(v)]
+        return final_values(self.final, variant, dataset, column)
 
     def backbones(self) -> dict[str, str]:
         out = {}
@@ -98,8 +90,7 @@ def judged_by(run: RunView, current: Suite) -> RunView:
     """`run` judged by the suite file as it is now: its band policy, and its claims about entries
     the run trained (a run made before a claim was added is still checked against it)."""
     labels = {e.label for e in run.suite.entries}
-    claims = [c for c in current.spec.claims
-              if c.variant in labels and (not isinstance(c.than, str) or c.than in labels)]  # fmt: skip
+    claims = [c for c in current.spec.claims if c.concerns_only(labels)]
     spec = run.suite.spec.model_copy(update={"claims": claims, "regress": current.spec.regress})
     return replace(run, suite=replace(run.suite, spec=spec))
 

@@ -20,7 +20,7 @@ from bench.io import atomic_write_bytes, atomic_write_text  # noqa: E402
 from bench.metrics import column_direction, metric_columns  # noqa: E402
 from bench.results import DIAGNOSTIC_COLUMNS as DIAGNOSTICS  # noqa: E402
 from bench.results import PERFORMANCE_COLUMNS as PERFORMANCE  # noqa: E402
-from bench.results import read_results  # noqa: E402
+from bench.results import final_steps, read_results  # noqa: E402
 from bench.stats import mean_ci  # noqa: E402
 
 # Norms that change by less than one decade from the first to the last hidden layer count as level.
@@ -41,7 +41,7 @@ def render(run_dir: Path) -> Path:
     for col, cats in order.items():
         df[col] = pd.Categorical(df[col], categories=cats + sorted(set(df[col]) - set(cats)))
     df = df.sort_values(["variant", "dataset", "seed", "step"]).reset_index(drop=True)
-    final = df.groupby(["variant", "dataset", "seed"], observed=True).tail(1)
+    final = final_steps(df)
     plots = run_dir / "plots"
     lines = _header(cfg, env, run_dir)
     lines += _status(df, final)

@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from bench.io import atomic_write_bytes
@@ -62,3 +63,18 @@ class ResultsTable:
 
 def read_results(run_dir: Path) -> pd.DataFrame:
     return pd.read_csv(Path(run_dir) / CSV_NAME)
+
+
+def final_steps(df: pd.DataFrame) -> pd.DataFrame:
+    """The last row of each cell (variant, dataset, seed); rows in step order, as results.csv is."""
+    return df.groupby(KEY_COLUMNS[:3], sort=False, observed=True).tail(1)
+
+
+def final_values(final: pd.DataFrame, variant: str, dataset: str, column: str) -> np.ndarray:
+    """`column`'s finite values over the cells of `variant` on `dataset` that ended ok."""
+    if column not in final:
+        return np.array([])
+    rows = final[(final["variant"] == variant) & (final["dataset"] == dataset)
+                 & (final["status"] == "ok")]  # fmt: skip
+    v = rows[column].to_numpy(dtype=float)
+    return v[np.isfinite(v)]

@@ -91,7 +91,7 @@ def read_ratios(path: Path) -> dict[str, dict[str, float]]:
 def make_speed_baseline(paths: list[Path], threshold: float) -> dict[str, Any]:
     """Per benchmark, the median ratio over the given runs (one file per run)."""
     runs = [read_ratios(p) for p in paths]
-    names = sorted(set().union(*runs))
+    measured = {n: [r[n] for r in runs if n in r] for n in sorted(set().union(*runs))}
     return {
         "kernel_version": KERNEL_VERSION,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -102,11 +102,11 @@ def make_speed_baseline(paths: list[Path], threshold: float) -> dict[str, Any]:
         "runs": len(runs),
         "benchmarks": {
             n: {
-                "ratio": statistics.median(r[n]["ratio"] for r in runs if n in r),
-                "ratios": [r[n]["ratio"] for r in runs if n in r],
-                "seconds": statistics.median(r[n]["seconds"] for r in runs if n in r),
+                "ratio": statistics.median(m["ratio"] for m in ms),
+                "ratios": [m["ratio"] for m in ms],
+                "seconds": statistics.median(m["seconds"] for m in ms),
             }
-            for n in names
+            for n, ms in measured.items()
         },  # fmt: skip
     }
 

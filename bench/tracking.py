@@ -20,7 +20,7 @@ import pandas as pd
 
 from bench.config import flatten
 from bench.io import atomic_write_json
-from bench.results import KEY_COLUMNS
+from bench.results import KEY_COLUMNS, final_steps
 from bench.stats import mean_ci
 
 STATE_NAME = "tracking.json"
@@ -270,7 +270,7 @@ class Tracker:
         if not path.is_file():
             return
         df = pd.read_csv(path)
-        final = df[df["status"] == "ok"].groupby(["variant", "dataset", "seed"]).tail(1)
+        final = final_steps(df[df["status"] == "ok"])
         stamp = int(path.stat().st_mtime * 1000)
         metrics = []
         for (label, dataset), group in final.groupby(["variant", "dataset"]):

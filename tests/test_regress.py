@@ -136,7 +136,7 @@ def test_an_entry_without_bands_is_named(gated_run, cli, tmp_path):
     assert rc == 0 and "note: no band in the baseline, so not checked: wgan_gp · 8gaussians" in out
 
 
-def test_a_changed_configuration_is_reported(gated_run, cli, tmp_path):
+def test_configuration_changes_count_only_the_compared_entries(gated_run, cli, tmp_path):
     base = json.loads((tmp_path / "results/baselines/gated.json").read_text())
     config = json.loads((gated_run / "config.json").read_text())
     config["variants"]["wgan"]["lr"] = 0.01

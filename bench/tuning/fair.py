@@ -11,11 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from bench import tomlw
 from bench.io import atomic_write_text
 from bench.registry import METRICS
+from bench.results import final_steps, read_results
 from bench.stats import pairwise, rank
 from bench.tuning.study import Target
 
@@ -53,8 +52,7 @@ def write_summary(
     """Rank the entries of the re-run by mean ± 95% CI of the objective, with pairwise tests."""
     objective = targets[0].objective
     higher = METRICS.get(objective).higher_is_better
-    df = pd.read_csv(run_dir / "results.csv")
-    final = df.groupby(["variant", "dataset", "seed"]).tail(1)
+    final = final_steps(read_results(run_dir))
     groups: dict[str, list[float]] = {}
     statuses: dict[str, str] = {}
     for t in targets:
