@@ -449,7 +449,8 @@ def cmd_baseline(args: list[str]) -> int:
             raise UsageError(f"threshold={own['threshold']}: must be a fraction > 0, e.g. 0.3")
         new = speed.make_speed_baseline([Path(f) for f in own["speed"].split(",") if f], threshold)
         path = speed.SPEED_BASELINE
-        old = speed.read_speed_baseline(path) if path.is_file() else None
+        # Read as it is, not through read_speed_baseline: a baseline of an older kernel is replaced.
+        old = json.loads(path.read_text()) if path.is_file() else None
         changes = speed.diff_speed(old, new)
     else:
         if "threshold" in own:

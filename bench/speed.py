@@ -147,6 +147,9 @@ def diff_speed(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
     if old is None:
         return [f"new speed baseline: {len(new['benchmarks'])} benchmarks"]
     lines = []
+    if old.get("kernel_version") != new["kernel_version"]:
+        lines.append(f"calibration kernel: v{old.get('kernel_version')} → v{new['kernel_version']} "
+                     "(old ratios are not comparable)")  # fmt: skip
     if old.get("threshold") != new["threshold"]:
         lines.append(f"threshold: {old.get('threshold')} → {new['threshold']}")
     before, after = old["benchmarks"], new["benchmarks"]

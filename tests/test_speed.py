@@ -76,3 +76,20 @@ def test_the_calibration_kernel_leaves_the_thread_setting_as_it_was():
         assert time_calibration(rounds=3) > 0 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
+
+
+def test_a_baseline_of_an_older_kernel_is_replaced(tmp_path, monkeypatch, capsys):
+    from bench.cli import main
+    from bench.speed import KERNEL_VERSION, SPEED_BASELINE
+
+    monkeypatch.chdir(tmp_path)
+    SPEED_BASELINE.parent.mkdir(parents=True)
+    SPEED_BASELINE.write_text(json.dumps({"kernel_version": KERNEL_VERSION - 1, "threshold": 0.5,
+                                          "benchmarks": {"a": {"ratio": 1.0}}}))  # fmt: skip
+    run = tmp_path / "run.json"
+    run.write_text(json.dumps({"benchmarks": [{"fullname": "a", "stats": {"min": 2.0},
+                                               "extra_info": {EXTRA_KEY: 1.0}}]}))  # fmt: skip
+    assert main(["baseline", f"speed={run}"]) == 0
+    out = capsys.readouterr().out
+    assert f"calibration kernel: v{KERNEL_VERSION - 1} → v{KERNEL_VERSION}" in out
+    assert json.loads(SPEED_BASELINE.read_text())["kernel_version"] == KERNEL_VERSION
