@@ -29,6 +29,10 @@ EXTRA_KEY = "calibration_kernel_s"  # where each benchmark's extra_info keeps th
 SPEED_BASELINE = BASELINE_DIR / "speed.json"
 # Unchanged code moved a ratio by up to +30% over the baseline on an idle machine here (README).
 DEFAULT_THRESHOLD = 0.5
+# Benchmark group → its own threshold. A whole image evaluation (feature extraction, FID, KID over
+# subsets, prdc's pairwise distances) mixes memory-bound work the calibration kernel does not have:
+# on CI, unchanged code rose +56% over the baseline there, so these get +100%.
+GROUP_THRESHOLDS = {"image-eval": 1.0}
 
 
 @cache
@@ -83,7 +87,7 @@ def read_ratios(path: Path) -> dict[str, dict[str, float]]:
                 "this project's tests/conftest.py, which times the kernel beside each benchmark"
             )
         out[b["fullname"]] = {"seconds": b["stats"]["min"], "calibration_s": cal,
-                              "ratio": b["stats"]["min"] / cal}  # fmt: skip
+                              "ratio": b["stats"]["min"] / cal, "group": b.get("group")}  # fmt: skip
     if not out:
         raise UsageError(f"{path}: no benchmarks in it (was pytest run with --benchmark-enable?)")
     return out
@@ -123,10 +127,10 @@ def read_speed_baseline(path: Path = SPEED_BASELINE) -> dict[str, Any]:
 
 
 def compare_speed(baseline: dict[str, Any], path: Path) -> Outcome:
-    """Each baseline benchmark's ratio in the run at `path` against the baseline's ratio."""
+    """Each baseline benchmark's ratio in the run at `path` against the baseline's ratio, allowed
+    the rise of its group in GROUP_THRESHOLDS, else the baseline's threshold."""
     fresh = read_ratios(path)
     failures, passed, notes = [], [], []
-    threshold = baseline["threshold"]
     if baseline["machine"]["cpu"] != cpu_name():
         notes.append(f"cpu: {cpu_name()!r} here, {baseline['machine']['cpu']!r} in the baseline "
                      "(ratios to the calibration kernel are meant to carry across machines)")  # fmt: skip
@@ -135,6 +139,7 @@ def compare_speed(baseline: dict[str, Any], path: Path) -> Outcome:
             failures.append(f"{name}: not measured in this run")
             continue
         now = fresh[name]
+        threshold = GROUP_THRESHOLDS.get(now["group"], baseline["threshold"])
         rise = now["ratio"] / base["ratio"] - 1
         line = (f"{name}: {now['seconds'] * 1e3:.4g} ms = {now['ratio']:.3g}× the calibration kernel, "
                 f"baseline {base['ratio']:.3g}× ({rise:+.0%}; the gate allows +{threshold:.0%})")  # fmt: skip

@@ -28,7 +28,7 @@ def make(cache):
                           kid_subsets=KID_SUBSETS)  # fmt: skip
 
 
-@pytest.mark.benchmark(group="image-eval")
+@pytest.mark.benchmark(group="image-features")
 def test_bench_feature_extraction(benchmark, one_thread, cache, fakes):
     ev = make(cache)
     (bb,) = ev.prepare()

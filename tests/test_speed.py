@@ -10,6 +10,7 @@ import pytest
 from bench.errors import UsageError
 from bench.speed import (
     EXTRA_KEY,
+    GROUP_THRESHOLDS,
     calibration_kernel,
     compare_speed,
     make_speed_baseline,
@@ -64,6 +65,24 @@ def test_a_benchmark_missing_from_the_run_fails(tmp_path):
     baseline["benchmarks"]["b"] = {"ratio": 1.0, "ratios": [1.0], "seconds": 1.0}
     outcome = compare_speed(baseline, path)
     assert outcome.failures == ["b: not measured in this run"] and len(outcome.passed) == 1
+
+
+def test_a_whole_evaluation_is_allowed_its_group_threshold(tmp_path):
+    def run(path, ratio):
+        path.write_text(json.dumps({"benchmarks": [
+            {"fullname": name, "group": group, "stats": {"min": ratio}, "extra_info": {EXTRA_KEY: 1.0}}
+            for name, group in (("eval", "image-eval"), ("step", "train_step"))
+        ]}))  # fmt: skip
+        return path
+
+    baseline = make_speed_baseline([run(tmp_path / "base.json", 1.0)], threshold=0.5)
+    # +80%: inside the +100% of a whole evaluation, outside the +50% of a training step.
+    outcome = compare_speed(baseline, run(tmp_path / "slow.json", 1.8))
+    (failure,) = outcome.failures
+    assert failure.startswith("step: ") and "the gate allows +50%" in failure
+    (passed,) = outcome.passed
+    assert passed.startswith("eval: ") and f"+{GROUP_THRESHOLDS['image-eval']:.0%}" in passed
+    assert compare_speed(baseline, run(tmp_path / "slower.json", 2.1)).passed == []
 
 
 def test_the_calibration_kernel_leaves_the_thread_setting_as_it_was():
