@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from bench.config import (
     shown,
     suite_from_resolved,
 )
-from bench.env import environment, resolve_device
+from bench.env import environment, placement
 from bench.errors import UsageError
 from bench.io import atomic_write_json
 from bench.registry import DATASETS, METRICS, VARIANTS, load_all
@@ -105,7 +104,7 @@ def run_suite(options: dict[str, str], overrides: dict[str, str]) -> tuple[int, 
         if "out" not in options:
             raise UsageError("resume=true needs out=RUN_DIR, the folder to finish")
         return _resume(Path(options["out"]), suite), Path(options["out"])
-    device, workers, threads = _placement(suite)
+    device, workers, threads = placement(suite)
     for name in {d for entry in suite.entries for d in entry.datasets}:
         DATASETS.get(name)()  # a dataset that is missing is reported now, before any folder exists
 
@@ -154,7 +153,7 @@ def _resume(run_dir: Path, current: Suite) -> int:
             f"{', '.join(changed)}; these can change results, so the run cannot be resumed with "
             "them. Restore the suite file, or start a new run."
         )
-    device, workers, threads = _placement(current)
+    device, workers, threads = placement(current)
     if device != json.loads((run_dir / "config.json").read_text())["device"]:
         raise UsageError(f"{shown(run_dir)}: started on another device; resume it on the same kind")
     env_path = run_dir / "env.json"
@@ -178,19 +177,6 @@ def _current_suite(run_dir: Path, stored: Suite) -> Suite:
     layers = [(layer["file"], layer["table"]) for layer in config.get("with", [])]
     current = load_suite(str(stored.path), stored.profile, config.get("overrides", {}), layers)
     return select_entries(current, config["entries"]) if config.get("entries") else current
-
-
-def _placement(suite: Suite) -> tuple[str, int, int]:
-    """(device, CPU worker processes, torch threads per worker) for a run of `suite`."""
-    device = resolve_device(suite.spec.train.device)
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UsageError(
-                "train.device=cuda but no CUDA device is available; use device=auto or cpu"
-            )
-    return device, suite.spec.train.workers or os.cpu_count() or 1, suite.spec.train.threads
 
 
 def _execute(

@@ -100,9 +100,9 @@ SearchParam = Annotated[FloatParam | IntParam | CategoricalParam, Field(discrimi
 
 class Tuning(BaseModel):
     model_config = STRICT
-    objective: (
-        str  # a metric of the suite; its direction (higher or lower is better) is the metric's
-    )
+    # A metric of the suite ("fid": its column in the first backbone, "fid/lenet-mnist5k") or a
+    # column it fills ("fid/inception"); higher or lower is better as for that column.
+    objective: str
     dataset: str | None = None  # the dataset trials train on; default: the suite's first
     pruner: Literal["median", "hyperband", "none"] = "median"  # stops poor trials at an evaluation
     startup_trials: Annotated[int, Field(ge=0)] = 5  # trials before the pruner and TPE take over
@@ -437,21 +437,53 @@ def _resolve_entries(spec: SuiteSpec, where: str) -> tuple[Entry, ...]:
     return tuple(entries)
 
 
+def objective_columns(spec: SuiteSpec) -> list[str]:
+    """The result columns the suite's metrics fill on its tuning dataset."""
+    from bench import backbones
+    from bench.datasets.images import IMAGE_DATASETS
+    from bench.metrics import produced_columns
+
+    dataset = spec.tuning.dataset or spec.datasets[0]
+    names = [backbones.column_name(kind, dataset) for kind in spec.eval.backbones]
+    return produced_columns(spec.metrics, names if dataset in IMAGE_DATASETS else [])
+
+
+def objective_column(spec: SuiteSpec) -> str:
+    """The result column the tuning objective names (checked when the suite loads)."""
+    from bench.metrics import find_column
+
+    column = find_column(spec.tuning.objective, objective_columns(spec))
+    assert column is not None, "the objective is checked when the suite loads"
+    return column
+
+
 def _check_tuning(spec: SuiteSpec, entries: tuple[Entry, ...], where: str) -> None:
-    """The objective is a suite metric, the dataset a suite dataset, every range a valid value."""
+    """The objective names a column the suite fills that has a direction, the dataset is a suite
+    dataset, every range a valid value."""
+    from bench.metrics import column_direction, find_column
+
     tuning = spec.tuning
     if tuning is None:
         return
-    if tuning.objective not in spec.metrics:
-        raise UsageError(
-            f"{where}: key 'tuning.objective': '{tuning.objective}' is not one of the suite's "
-            f"metrics: {', '.join(spec.metrics)}"
-        )
     dataset = tuning.dataset or spec.datasets[0]
     if tuning.dataset is not None and tuning.dataset not in spec.datasets:
         raise UsageError(
             f"{where}: key 'tuning.dataset': '{tuning.dataset}' is not one of the suite's "
             f"datasets: {', '.join(spec.datasets)}"
+        )
+    columns = objective_columns(spec)
+    column = find_column(tuning.objective, columns)
+    if column is None:
+        raise UsageError(
+            f"{where}: key 'tuning.objective': '{tuning.objective}' is neither a metric nor a "
+            f"column that this suite's metrics and backbones fill on '{dataset}'; they fill: "
+            f"{', '.join(columns)}"
+        )
+    if column_direction(column) is None:
+        raise UsageError(
+            f"{where}: key 'tuning.objective': '{column}' is a spread, not a score; neither higher "
+            f"nor lower is better. Columns with a direction: "
+            f"{', '.join(c for c in columns if column_direction(c) is not None)}"
         )
     by_label = {e.label: e for e in entries}
     for label, space in tuning.space.items():

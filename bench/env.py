@@ -11,7 +11,8 @@ from typing import Any
 
 import torch
 
-from bench.config import REPO_ROOT
+from bench.config import REPO_ROOT, Suite
+from bench.errors import UsageError
 
 PACKAGES = [
     "gan-bench", "torch", "torchvision", "numpy", "scipy", "pandas", "pyarrow", "scikit-learn",
@@ -50,6 +51,16 @@ def resolve_device(requested: str) -> str:
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return requested
+
+
+def placement(suite: Suite) -> tuple[str, int, int]:
+    """(device, CPU worker processes, torch threads per worker) for a run or tuning of `suite`."""
+    device = resolve_device(suite.spec.train.device)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError(
+            "train.device=cuda but no CUDA device is available; use device=auto or cpu"
+        )
+    return device, suite.spec.train.workers or os.cpu_count() or 1, suite.spec.train.threads
 
 
 def environment(device: str, workers: int, threads: int) -> dict[str, Any]:

@@ -73,7 +73,8 @@ def replace(old: str, new: str) -> str:
 BAD_TUNING = {
     "objective not a suite metric": (
         replace('objective = "energy_distance"', 'objective = "mode_kl"'),
-        "key 'tuning.objective': 'mode_kl' is not one of the suite's metrics",
+        "key 'tuning.objective': 'mode_kl' is neither a metric nor a column that this suite's "
+        "metrics and backbones fill on '8gaussians'; they fill: energy_distance, modes_captured",
     ),
     "unknown entry": (
         replace("[tuning.space.wgan_gp]", "[tuning.space.wgan_pg]"),
@@ -314,3 +315,124 @@ def test_fair_comparison_ranks_the_tuned_variants(write_suite, bench, tmp_path):
     best = tomllib.loads((folder / "wgan_gp.toml").read_text())["variants"]["wgan_gp"]
     assert config["variants"]["wgan_gp"]["lr"] == best["lr"]
     assert config["variants"]["wgan_gp"]["betas"] == best["betas"]
+
+
+IMAGE_TUNE_SUITE = """
+description = "tiny image tuning suite for tests"
+seeds = [0]
+datasets = ["digits"]
+metrics = ["fid", "kid"]
+
+[budget]
+gen_steps = 20
+
+[eval]
+every = 10
+num_samples = 200
+num_real = 300
+kid_subsets = 5
+diag_samples = 64
+hist_bins = 11
+
+[train]
+batch_size = 32
+workers = 1
+threads = 1
+
+[variants.dcgan]
+
+[tuning]
+objective = "fid"
+pruner = "none"
+startup_trials = 1
+trials = 2
+
+[tuning.space.dcgan]
+lr = {type = "float", low = 1e-4, high = 1e-3, log = true}
+"""
+
+
+@pytest.mark.parametrize(
+    ("objective", "expected"),
+    [
+        ("fid/inception", "'fid/inception' is neither a metric nor a column that this suite's "
+         "metrics and backbones fill on 'digits'; they fill: fid/lenet-digits, kid/lenet-digits, "
+         "kid_std/lenet-digits"),
+        ("kid_std", "'kid_std/lenet-digits' is a spread, not a score"),
+        ("energy_distance", "'energy_distance' is neither a metric nor a column"),
+    ],
+)  # fmt: skip
+def test_an_objective_the_image_suite_cannot_produce_is_refused(
+    objective, expected, write_suite, bench, tmp_path
+):
+    text = IMAGE_TUNE_SUITE.replace('objective = "fid"', f'objective = "{objective}"')
+    rc, err = bench("tune", f"suite={write_suite(text)}", "trials=1")
+    assert rc == 2 and "key 'tuning.objective'" in err and expected in err, err
+    assert "Traceback" not in err and not (tmp_path / "results").exists()
+
+
+def test_objective_names_resolve_to_the_first_backbones_column():
+    from bench.config import objective_column
+
+    spec = load_suite("losses_mnist").spec
+    assert objective_column(spec) == "fid/lenet-mnist5k"
+    both = spec.model_copy(update={"eval": spec.eval.model_copy(
+        update={"backbones": ["inception", "domain"]})})  # fmt: skip
+    assert objective_column(both) == "fid/inception"
+    for name, column in [("kid", "kid/lenet-mnist5k"), ("fid/lenet-mnist5k", "fid/lenet-mnist5k")]:
+        named = spec.model_copy(
+            update={"tuning": spec.tuning.model_copy(update={"objective": name})}
+        )
+        assert objective_column(named) == column
+    assert objective_column(load_suite("cgan_mnist").spec) == "label_accuracy/lenet-mnist5k"
+
+
+def test_a_tiny_image_suite_tunes_fid_to_complete_trials(write_suite, bench, cache, tmp_path,
+                                                         monkeypatch):  # fmt: skip
+    from bench.env import resolve_device
+
+    monkeypatch.setenv("GAN_BENCH_CACHE", str(cache))
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    mlflow_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    rc, err = bench("tune", f"suite={write_suite(IMAGE_TUNE_SUITE)}", f"storage={storage}",
+                    f"tracking.uri={mlflow_uri}")  # fmt: skip
+    assert rc == 0, err
+    assert "minimize fid/lenet-digits on digits, " in err
+    trials = trials_of(storage, "tiny/dcgan")
+    assert_exactly(trials, 2)
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    device = resolve_device("auto")
+    assert all(t.user_attrs["device"] == device for t in trials)
+    # Each trial's value is its cell's final fid/lenet-digits, as logged row by row to MLflow.
+    client = MlflowClient(mlflow_uri)
+    for t in trials:
+        history = client.get_metric_history(t.user_attrs["mlflow_run_id"], "fid/lenet-digits")
+        final = max(history, key=lambda m: m.step)
+        assert final.step == 20 and t.value == pytest.approx(final.value, rel=1e-12)
+        assert 0 < t.value < float("inf") and t.intermediate_values[20] == t.value
+    best = (tmp_path / "results" / "tuning" / "tiny" / "dcgan.toml").read_text()
+    assert "\n# fid/lenet-digits = " in best
+
+
+def test_a_failed_trial_is_explained_by_the_note_about_its_objective():
+    from bench.tuning.study import missing_reason
+
+    row = {"status": "ok", "note": "kid/lenet-digits: subset size 200 (fewer samples than the "
+           "default 1000); fid/lenet-digits: 200 samples ≤ 500 feature dimensions"}  # fmt: skip
+    reason = missing_reason(row, "fid/lenet-digits")
+    assert reason == ("no finite fid/lenet-digits at the final evaluation: fid/lenet-digits: "
+                      "200 samples ≤ 500 feature dimensions")  # fmt: skip
+    assert missing_reason(row, "fid/inception").endswith(": no note names it")
+    failed = {"status": "failed", "note": "RuntimeError: out of memory"}
+    assert missing_reason(failed, "fid/lenet-digits").endswith("RuntimeError: out of memory")
+    assert missing_reason({"status": "ok"}, "fid/x").endswith(": no note names it")
+
+
+def test_tuning_on_a_missing_gpu_is_refused(write_suite, bench, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    rc, err = bench("tune", f"suite={write_suite(TUNE_SUITE)}", "device=cuda", "trials=1")
+    assert rc == 2 and "no CUDA device is available" in err, err
+    assert not (tmp_path / "results").exists()

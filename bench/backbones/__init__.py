@@ -42,6 +42,16 @@ class Backbone:
         }
 
 
+def column_name(kind: str, dataset: str) -> str:
+    """The name `kind` takes in metric columns for the registered dataset `dataset`, known without
+    building the dataset or its weights (`domain` on stacked_mnist → `lenet-mnist5k`)."""
+    if kind == "domain":
+        return f"lenet-{getattr(DATASETS.get(dataset), 'classifier_data', '') or dataset}"
+    if kind == "inception":
+        return "inception"
+    raise UsageError(f"unknown backbone '{kind}'; known backbones: {', '.join(KINDS)}")
+
+
 def resolve(
     kind: str, dataset: ImageDataset, cache_dir: Path, inception_weights: str | None = None
 ) -> Backbone:

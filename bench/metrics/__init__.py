@@ -6,7 +6,38 @@ from bench.metrics import images, toy  # noqa: F401
 from bench.metrics.base import Metric, NotApplicable
 from bench.metrics.images import ImageMetric
 
-__all__ = ["ImageMetric", "Metric", "NotApplicable", "column_direction", "metric_columns"]
+__all__ = [
+    "ImageMetric",
+    "Metric",
+    "NotApplicable",
+    "column_direction",
+    "find_column",
+    "metric_columns",
+    "produced_columns",
+]
+
+
+def produced_columns(metrics: Iterable[str], backbone_names: list[str]) -> list[str]:
+    """The result columns `metrics` fill on a dataset measured in `backbone_names` (none for a
+    dataset that is not an image dataset): image metrics once per backbone, in backbone order."""
+    from bench.registry import METRICS
+
+    out: list[str] = []
+    for name in metrics:
+        metric = METRICS.get(name)
+        if isinstance(metric, ImageMetric):
+            out += [f"{prefix}/{b}" for b in backbone_names for prefix, _ in metric.columns]
+        else:
+            out.append(name)
+    return out
+
+
+def find_column(name: str, columns: list[str]) -> str | None:
+    """`name` if it is one of `columns`, else the first column it is the metric part of (`fid` →
+    `fid/lenet-mnist5k` when the domain backbone comes first); None when neither."""
+    if name in columns:
+        return name
+    return next((c for c in columns if c.split("/", 1)[0] == name), None)
 
 
 def metric_columns(metrics: Iterable[str], columns: Iterable[str]) -> list[str]:

@@ -11,6 +11,7 @@ import optuna
 from optuna.trial import TrialState
 
 from bench.config import Suite, shown
+from bench.env import placement
 from bench.io import atomic_write_text
 from bench.tracking import resolve_uri
 from bench.tuning import fair
@@ -50,6 +51,9 @@ def tune(
     tuning = suite.spec.tuning
     n_trials = trials or tuning.trials
     folder = tuning_folder(suite, out)
+    device, _, _ = placement(
+        suite
+    )  # trials run one at a time in this process, as bench run's cells
     store, store_name = open_storage(storage, tuning.heartbeat_seconds)
     _one_thread_per_process(suite.spec.train.threads)
     tracking = suite.spec.tracking
@@ -64,7 +68,7 @@ def tune(
         studies.append((target, study))
         print(f"bench: study '{target.study_name}' in {store_name} "
               f"({'created' if created else 'joined'}; {study.user_attrs['trials']} trials, "
-              f"{target.direction} {target.objective} on {target.dataset})",
+              f"{target.direction} {target.objective} on {target.dataset}, {device})",
               file=sys.stderr)  # fmt: skip
 
     def objective(target: Target, trial: optuna.Trial) -> tuple[TrialState, float | None]:
@@ -77,7 +81,10 @@ def tune(
         run_id = tracker.start_trial(parents[target.study_name], trial.study, trial, params)
         if run_id:
             trial.set_user_attr("mlflow_run_id", run_id)
-        state, value, note = run_trial(target, trial, params, lambda r: tracker.log_row(run_id, r))
+        trial.set_user_attr("device", device)
+        state, value, note = run_trial(
+            target, trial, params, lambda r: tracker.log_row(run_id, r), device
+        )
         tracker.end_trial(run_id, params, state, value, note)
         shown_value = f"{target.objective} = {value:.4g}" if value is not None else note
         print(f"bench: {target.study_name} trial {trial.number} (slot {trial.user_attrs['slot']}, "

@@ -13,7 +13,7 @@ from typing import Any
 
 from bench import tomlw
 from bench.io import atomic_write_text
-from bench.registry import METRICS
+from bench.metrics import column_direction
 from bench.results import final_steps, read_results
 from bench.stats import pairwise, rank
 from bench.tuning.study import Target
@@ -51,7 +51,7 @@ def write_summary(
 ) -> str:
     """Rank the entries of the re-run by mean ± 95% CI of the objective, with pairwise tests."""
     objective = targets[0].objective
-    higher = METRICS.get(objective).higher_is_better
+    higher = bool(column_direction(objective))
     final = final_steps(read_results(run_dir))
     groups: dict[str, list[float]] = {}
     statuses: dict[str, str] = {}

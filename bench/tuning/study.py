@@ -8,8 +8,8 @@ whose worker died is failed and a copy with the same slot, parameters and seed i
 dead process on this machine, seen at once). So a study ends with exactly N COMPLETE or PRUNED
 trials, one per slot; a killed trial stays as FAIL beside the copy that replaced it.
 
-A trial is one cell (entry, tuning dataset, seed 10000 + slot) at the suite's budget. Its value is
-the objective metric at the final evaluation; every evaluation before it is reported, and the
+A trial is one cell (entry, tuning dataset, seed 10000 + slot) at the suite's budget, on the
+suite's device. Its value is the objective column (`fid/lenet-mnist5k`) at the final evaluation; every evaluation before it is reported, and the
 pruner may stop the cell there (PRUNED). A cell whose loss became non-finite is PRUNED too, with
 the user attribute `stopped = diverged`.
 """
@@ -32,9 +32,17 @@ import optuna
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import TrialState
 
-from bench.config import CategoricalParam, Entry, FloatParam, IntParam, Suite, flatten
+from bench.config import (
+    CategoricalParam,
+    Entry,
+    FloatParam,
+    IntParam,
+    Suite,
+    flatten,
+    objective_column,
+)
 from bench.errors import UsageError
-from bench.registry import METRICS
+from bench.metrics import column_direction
 from bench.runner import CellJob, run_cell
 from bench.tuning.storage import RETRY_DEAD
 
@@ -54,14 +62,11 @@ class Target:
     dataset: str
     space: dict[str, FloatParam | IntParam | CategoricalParam]
     study_name: str
-
-    @property
-    def objective(self) -> str:
-        return self.suite.spec.tuning.objective
+    objective: str  # the result column tuned: `fid/lenet-mnist5k`, `energy_distance`
 
     @property
     def direction(self) -> str:
-        return "maximize" if METRICS.get(self.objective).higher_is_better else "minimize"
+        return "maximize" if column_direction(self.objective) else "minimize"
 
 
 def targets(suite: Suite, only: list[str] | None = None) -> list[Target]:
@@ -85,8 +90,9 @@ def targets(suite: Suite, only: list[str] | None = None) -> list[Target]:
         raise UsageError(f"suite '{suite.name}': [tuning.space] names no entry to tune")
     suffix = "" if suite.profile == "default" else f"@{suite.profile}"
     dataset = tuning.dataset or suite.spec.datasets[0]
+    column = objective_column(suite.spec)
     return [
-        Target(suite, e, dataset, tuning.space[e.label], f"{suite.name}/{e.label}{suffix}")
+        Target(suite, e, dataset, tuning.space[e.label], f"{suite.name}/{e.label}{suffix}", column)
         for e in tuned
     ]
 
@@ -340,8 +346,10 @@ def run_trial(
     trial: optuna.Trial,
     params: dict[str, Any],
     on_row: Callable[[dict[str, Any]], None],
+    device: str = "cpu",
 ) -> tuple[TrialState, float | None, str]:
-    """Train one cell with the trial's `params`, reporting each evaluation. (state, value, note)."""
+    """Train one cell with the trial's `params` on `device`, reporting each evaluation.
+    (state, value, note)."""
     spec = target.suite.spec
     config = {**target.entry.config.model_dump(), **params}
     seed = trial.user_attrs["seed"]
@@ -367,7 +375,7 @@ def run_trial(
             label=target.entry.label, variant=target.entry.variant, config=config,
             dataset=target.dataset, seed=seed, gen_steps=spec.budget.gen_steps,
             batch_size=spec.train.batch_size, eval=spec.eval.model_dump(),
-            metrics=list(spec.metrics), device="cpu", cell_dir=cell_dir,
+            metrics=list(spec.metrics), device=device, cell_dir=cell_dir,
             checkpoint_every=spec.budget.gen_steps,  # one trial is short: no checkpoints midway
             progress_every=spec.budget.gen_steps,
         )  # fmt: skip
@@ -381,10 +389,22 @@ def run_trial(
         return TrialState.PRUNED, None, str(last.get("note", "diverged"))
     value = last.get(objective)
     if status != "ok" or not isinstance(value, float | int) or not math.isfinite(value):
-        note = str(last.get("note") or f"no finite {objective} at the final evaluation")
+        note = missing_reason(last, objective)
         trial.set_user_attr("note", note[:500])
         return TrialState.FAIL, None, note
     return TrialState.COMPLETE, float(value), ""
+
+
+def missing_reason(row: dict[str, Any], column: str) -> str:
+    """Why the final row has no finite `column`: the notes about that column or its metric, else the
+    cell's failure note, else a plain statement."""
+    metric = column.split("/", 1)[0]
+    notes = [n for n in str(row.get("note") or "").split("; ") if n]
+    mine = [n for n in notes if n.split(":", 1)[0] in (column, metric)]
+    if row.get("status") == "failed" and notes:
+        mine = mine or notes
+    shown = "; ".join(mine) if mine else "no note names it"
+    return f"no finite {column} at the final evaluation: {shown}"
 
 
 def counts(study: optuna.Study) -> dict[str, int]:
