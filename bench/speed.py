@@ -31,7 +31,7 @@ SPEED_BASELINE = BASELINE_DIR / "speed.json"
 DEFAULT_THRESHOLD = 0.5
 # Benchmark group → its own threshold. A whole image evaluation (feature extraction, FID, KID over
 # subsets, prdc's pairwise distances) mixes memory-bound work the calibration kernel does not have:
-# on CI, unchanged code rose +56% over the baseline there, so these get +100%.
+# on a CI machine, unchanged code rose +56% over the baseline, so these get +100%.
 GROUP_THRESHOLDS = {"image-eval": 1.0}
 
 

@@ -51,9 +51,8 @@ def tune(
     tuning = suite.spec.tuning
     n_trials = trials or tuning.trials
     folder = tuning_folder(suite, out)
-    device, _, _ = placement(
-        suite
-    )  # trials run one at a time in this process, as bench run's cells
+    # Trials run one at a time in this process, on the device a `bench run` of the suite would use.
+    device, _, _ = placement(suite)
     store, store_name = open_storage(storage, tuning.heartbeat_seconds)
     _one_thread_per_process(suite.spec.train.threads)
     tracking = suite.spec.tracking
