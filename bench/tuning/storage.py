@@ -9,10 +9,12 @@ BEGIN IMMEDIATE, which takes the database's write lock first.
 
 from __future__ import annotations
 
+import time
 import warnings
 from pathlib import Path
 
 import optuna
+import sqlalchemy.exc
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
@@ -25,6 +27,7 @@ TUNING_ROOT = Path("results") / "tuning"
 MAX_RETRIES = 3  # a trial whose worker died is queued again at most this many times
 # Queues a copy (same parameters, same user attributes, so the same slot and seed) of a dead trial.
 RETRY_DEAD = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
+SCHEMA_RACE_TRIES = 5  # workers started together on a new database: see _create_rdb
 
 
 def default_url() -> str:
@@ -45,13 +48,7 @@ def open_storage(setting: str | None, heartbeat_seconds: int) -> tuple[BaseStora
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine_kwargs = {"connect_args": {"timeout": 120, "isolation_level": None}} if is_sqlite else {}
     try:
-        storage = RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=heartbeat_seconds,
-            grace_period=2 * heartbeat_seconds,
-            heartbeat_stale_trial_callback=RETRY_DEAD,
-        )
+        storage = _create_rdb(url, engine_kwargs, heartbeat_seconds)
     except Exception as exc:  # bad URL, missing driver, server unreachable
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UsageError(
@@ -66,3 +63,31 @@ def open_storage(setting: str | None, heartbeat_seconds: int) -> tuple[BaseStora
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return storage, url
+
+
+def _create_rdb(url: str, engine_kwargs: dict, heartbeat_seconds: int) -> RDBStorage:
+    """RDBStorage, tried again while another worker is creating the same database's tables.
+
+    Optuna creates its tables and its version row without a lock, so workers started together
+    on a new database collide ("table studies already exists", "UNIQUE constraint failed:
+    alembic_version.version_num"); the loser finds the schema complete on its next try.
+    """
+
+    def create() -> RDBStorage:
+        return RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=heartbeat_seconds,
+            grace_period=2 * heartbeat_seconds,
+            heartbeat_stale_trial_callback=RETRY_DEAD,
+        )
+
+    for attempt in range(1, SCHEMA_RACE_TRIES):
+        try:
+            return create()
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as exc:
+            racing = isinstance(exc, sqlalchemy.exc.IntegrityError) or "already exists" in str(exc)
+            if not racing:
+                raise
+            time.sleep(0.2 * attempt)
+    return create()
