@@ -26,7 +26,7 @@ from bench.config import (
 from bench.env import environment, placement
 from bench.errors import UsageError
 from bench.io import atomic_write_json
-from bench.registry import DATASETS, METRICS, VARIANTS, load_all
+from bench.registry import DATASETS, METRICS, TASKS, VARIANTS, load_all
 from bench.results import ResultsTable, final_steps, read_results
 from bench.runner import jobs_for, run_jobs
 from bench.tracking import Tracker, cell_id, resolve_uri
@@ -468,12 +468,18 @@ def cmd_baseline(args: list[str]) -> int:
 
 def cmd_list() -> int:
     load_all()
+    print("Tasks (a suite's `task`):")
+    for name in TASKS.names():
+        task = TASKS.get(name)
+        print(f"  {name:<18} {task.description} (variants that can: {task.needs}; data: "
+              f"{task.data_kind})")  # fmt: skip
     print("Variants:")
     for name in VARIANTS.names():
         cls = VARIANTS.get(name)
         defaults = ", ".join(f"{k}={v}" for k, v in cls.Config().model_dump().items())
         print(
-            f"  {name:<10} family={cls.family}  paper: {cls.paper}\n  {'':<10} defaults: {defaults}"
+            f"  {name:<10} family={cls.family}  can: {', '.join(sorted(cls.capabilities))}  "
+            f"paper: {cls.paper}\n  {'':<10} defaults: {defaults}"
         )
     print("Datasets:")
     for name in DATASETS.names():

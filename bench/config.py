@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from bench.errors import UsageError
-from bench.registry import DATASETS, METRICS, VARIANTS, RegistryError, load_all
+from bench.registry import DATASETS, METRICS, TASKS, VARIANTS, RegistryError, load_all
 from bench.variant import STRICT, VariantConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -162,6 +162,9 @@ class SuiteSpec(BaseModel):
 
     model_config = STRICT
     description: Annotated[str, Field(min_length=1)]
+    # What the suite benchmarks (bench/tasks): "generation" (noise → sample) or
+    # "paired_translation" (source image → target image). Variants, datasets and metrics must fit.
+    task: str = "generation"
     seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
     datasets: Annotated[list[str], Field(min_length=1)]
     metrics: list[str]
@@ -567,6 +570,10 @@ def _check_spec(spec: SuiteSpec, where: str) -> tuple[Entry, ...]:
     from bench.datasets.images import IMAGE_DATASETS
     from bench.metrics.images import ImageMetric
 
+    try:
+        TASKS.get(spec.task)
+    except RegistryError as exc:
+        raise UsageError(f"{where}: key 'task': {exc}") from None
     _check_names(spec.datasets, DATASETS, where, "datasets")
     _check_names(spec.metrics, METRICS, where, "metrics")
     if len(set(spec.seeds)) != len(spec.seeds):
@@ -580,9 +587,42 @@ def _check_spec(spec: SuiteSpec, where: str) -> tuple[Entry, ...]:
             f"{', '.join(not_images)} are not image datasets (image datasets: "
             f"{', '.join(IMAGE_DATASETS)}); remove those metrics or datasets"
         )
+    _check_task_fit(spec, entries, where)
     _check_tuning(spec, entries, where)
     _check_claims(spec, entries, where)
     return entries
+
+
+def _check_task_fit(spec: SuiteSpec, entries: tuple[Entry, ...], where: str) -> None:
+    """Every variant can do what the suite's task needs, every dataset and metric serves it."""
+    from bench.datasets.base import dataset_kind
+
+    task = TASKS.get(spec.task)
+    fitting = [v for v in VARIANTS.names() if task.needs in VARIANTS.get(v).capabilities]
+    for entry in entries:
+        caps = VARIANTS.get(entry.variant).capabilities
+        if task.needs not in caps:
+            raise UsageError(
+                f"{where}: key 'variants.{entry.label}': variant '{entry.variant}' does not fit "
+                f"task '{task.name}', which needs the capability '{task.needs}' (it has: "
+                f"{', '.join(sorted(caps))}); variants for this task: {', '.join(fitting)}"
+            )
+    kinds = [d for d in DATASETS.names() if dataset_kind(d) == task.data_kind]
+    for name in sorted({d for e in entries for d in e.datasets}):
+        if dataset_kind(name) != task.data_kind:
+            raise UsageError(
+                f"{where}: key 'datasets': '{name}' holds {dataset_kind(name)} data, but task "
+                f"'{task.name}' needs {task.data_kind} data; datasets for this task: "
+                f"{', '.join(kinds)}"
+            )
+    for i, name in enumerate(spec.metrics):
+        tasks = METRICS.get(name).tasks
+        if task.name not in tasks:
+            allowed = [m for m in METRICS.names() if task.name in METRICS.get(m).tasks]
+            raise UsageError(
+                f"{where}: key 'metrics[{i}]': '{name}' applies to task {', '.join(tasks)}, not to "
+                f"'{task.name}'; metrics for this task: {', '.join(allowed)}"
+            )
 
 
 def load_suite(

@@ -65,10 +65,12 @@ class Registry(Generic[T]):
 VARIANTS: Registry = Registry("variant")
 DATASETS: Registry = Registry("dataset")
 METRICS: Registry = Registry("metric")
+TASKS: Registry = Registry("task")
 
 
 def load_all() -> None:
     """Import every module that registers something, so lookups never depend on import order."""
     import bench.datasets  # noqa: F401
     import bench.metrics  # noqa: F401
+    import bench.tasks  # noqa: F401
     import variants  # noqa: F401

@@ -203,10 +203,15 @@ def measurement_config(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in NOT_MEASUREMENT}
 
 
+# Suite keys added after baselines were made, with the value every suite had before them.
+KEYS_ADDED_LATER = {"task": "generation"}
+
+
 def config_changes(before: dict[str, Any], after: dict[str, Any], labels: set[str]) -> list[str]:
     """Dotted keys that can alter results and differ, counting only the variant entries in `labels`."""
 
     def flat(config: dict[str, Any]) -> dict[str, Any]:
+        config = {**KEYS_ADDED_LATER, **config}
         variants = {k: v for k, v in config.get("variants", {}).items() if k in labels}
         return flatten({**measurement_config(config), "variants": variants})
 

@@ -76,8 +76,7 @@ def _header(cfg: dict, env: dict, run_dir: Path) -> list[str]:
         f"{cfg['train']['batch_size']}; images seen and training seconds are in `results.csv`.",
         f"- Seeds: {', '.join(map(str, cfg['seeds']))}. Intervals are 95% Student-t intervals of the "
         "mean over seeds at the final step.",
-        f"- Evaluation: every {cfg['eval']['every']} steps on {cfg['eval']['num_samples']} generated "
-        "vs real samples from fixed per-seed latents.",
+        _evaluation_line(cfg),
         f"- Device: {dev.get('type')} ({dev.get('name')}), {env.get('workers')} worker(s) × "
         f"{env.get('torch_threads_per_worker')} torch thread(s); torch "
         f"{env.get('packages', {}).get('torch')}; commit `{commit}`{dirty}.",
@@ -492,3 +491,14 @@ def save_png(path: Path, picture: np.ndarray) -> None:
     buf = io.BytesIO()
     plt.imsave(buf, big, cmap="gray" if big.ndim == 2 else None, vmin=0, vmax=255, format="png")
     atomic_write_bytes(path, buf.getvalue())
+
+
+def _evaluation_line(cfg: dict[str, Any]) -> str:
+    """How each evaluation was made, in the words of the suite's task."""
+    every, n = cfg["eval"]["every"], cfg["eval"]["num_samples"]
+    if cfg.get("task", "generation") == "paired_translation":
+        return (
+            f"- Evaluation: every {every} steps, the same (per seed) {n} held-out sources "
+            "translated and compared with their targets (at most the held-out split's size)."
+        )
+    return f"- Evaluation: every {every} steps on {n} generated vs real samples from fixed per-seed latents."

@@ -23,18 +23,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench import checkpoint, diagnostics, memory
+from bench import checkpoint, memory
 from bench.config import Suite
-from bench.datasets.images import ImageDataset, to_uint8
 from bench.io import atomic_write, atomic_write_bytes
-from bench.metrics import NotApplicable
-from bench.metrics.images import ImageEvaluator, ImageMetric, default_cache_dir
-from bench.registry import DATASETS, METRICS, VARIANTS, load_all
+from bench.metrics.images import default_cache_dir
+from bench.registry import DATASETS, TASKS, VARIANTS, load_all
 from bench.seeding import seed_everything, stream
+from bench.tasks import EvalContext
 
 Emit = Callable[[str, Any], None]
 ShouldStop = Callable[[int, dict[str, Any]], bool]  # (step, evaluation row) → end the cell now?
-EVAL_CHUNK = 4096  # generated samples per forward pass during evaluation
 
 
 @dataclass(frozen=True)
@@ -57,6 +55,7 @@ class CellJob:
     resume: bool = False  # continue from the cell's checkpoint, if it has one
     progress_every: int = 1
     cache_dir: str = ""  # backbones and real-image features (default: results/cache)
+    task: str = "generation"  # what the cell's data and evaluation are (bench/tasks)
 
 
 def jobs_for(suite: Suite, run_dir: Path, device: str) -> list[CellJob]:
@@ -78,6 +77,7 @@ def jobs_for(suite: Suite, run_dir: Path, device: str) -> list[CellJob]:
             checkpoint_every=spec.checkpoint.every,
             progress_every=max(1, spec.budget.gen_steps // 50),
             cache_dir=str(default_cache_dir()),
+            task=spec.task,
         )
         for cell in suite.cells()
     ]
@@ -113,42 +113,21 @@ def run_cell(job: CellJob, emit: Emit, should_stop: ShouldStop | None = None) ->
     base = {"variant": job.label, "dataset": job.dataset, "seed": job.seed}
     step, images_seen, train_seconds = 0, 0, 0.0
     try:
-        # Seed everything, then build data, evaluation inputs and the variant in a fixed order.
+        # Seed everything, then build data, the variant and the task's evaluation in a fixed order.
         seed_everything(job.seed, device)
         mem_scope = memory.reset_peak(device)
+        task = TASKS.get(job.task)()
         dataset = DATASETS.get(job.dataset)()
         cls = VARIANTS.get(job.variant)
         variant = cls(cls.Config.model_validate(job.config), dataset.spec, device)
         data_gen, eval_gen = stream(job.seed, "data"), stream(job.seed, "eval")
-        eval_cfg = job.eval
-        n_eval = eval_cfg["num_samples"]
-        if cls.conditional:  # real labels for the critic; generated samples cycle through classes
-            eval_real, real_labels = dataset.sample_labelled(n_eval, eval_gen)
-            eval_real, real_labels = eval_real.to(device), real_labels.to(device)
-            fake_labels = (torch.arange(n_eval) % dataset.num_classes).to(device)
-        else:
-            eval_real, real_labels, fake_labels = (
-                dataset.sample(n_eval, eval_gen).to(device),
-                None,
-                None,
-            )
-        eval_z = torch.randn(n_eval, variant.z_dim, generator=eval_gen).to(device)
-        n_diag = min(eval_cfg["diag_samples"], n_eval)
-        metrics = [METRICS.get(name) for name in job.metrics]
-        # Image metrics share one feature extraction per backbone, with cached real features.
-        image_metrics = [m.name for m in metrics if isinstance(m, ImageMetric)]
-        metrics = [m for m in metrics if not isinstance(m, ImageMetric)]
-        evaluator = None
-        if image_metrics and isinstance(dataset, ImageDataset):
-            evaluator = ImageEvaluator(
-                dataset, image_metrics, eval_cfg["backbones"], eval_cfg["num_real"] or n_eval,
-                Path(job.cache_dir or default_cache_dir()), device, eval_cfg["reference_split"],
-                eval_cfg["kid_subsets"], eval_cfg["inception_weights"],
-            )  # fmt: skip
-            evaluator.prepare()
-        schedule = set(eval_steps(job.gen_steps, eval_cfg["every"], eval_cfg["at_start"]))
+        evaluate = task.evaluation(EvalContext(
+            variant, dataset, device, eval_gen, job.eval, job.metrics,
+            Path(job.cache_dir or default_cache_dir()), cell_dir, job.gen_steps,
+        ))  # fmt: skip
+        draw = task.batches(dataset, variant, job.batch_size, data_gen, device)
+        schedule = set(eval_steps(job.gen_steps, job.eval["every"], job.eval["at_start"]))
         save_at = checkpoint_steps(job)
-        histograms: list[tuple[int, torch.Tensor, torch.Tensor]] = []
         rows: list[dict[str, Any]] = []
         loss_sums: dict[str, float] = {}
         since_eval = 0
@@ -159,7 +138,7 @@ def run_cell(job: CellJob, emit: Emit, should_stop: ShouldStop | None = None) ->
                 "cell_id": job.cell_id, "step": step, "images_seen": images_seen,
                 "train_seconds": train_seconds, "loss_sums": loss_sums, "since_eval": since_eval,
                 "variant": variant.state_dict(), "rng": checkpoint.rng_state({"data": data_gen}),
-                "histograms": histograms, "rows": rows, "finished": finished,
+                "histograms": evaluate.histograms, "rows": rows, "finished": finished,
             })  # fmt: skip
 
         # Resume: everything above was rebuilt from the seed exactly as in a fresh start; now the
@@ -170,74 +149,15 @@ def run_cell(job: CellJob, emit: Emit, should_stop: ShouldStop | None = None) ->
             checkpoint.set_rng_state(state["rng"], {"data": data_gen})
             step, images_seen = state["step"], state["images_seen"]
             train_seconds, loss_sums = state["train_seconds"], state["loss_sums"]
-            since_eval, histograms, rows = state["since_eval"], state["histograms"], state["rows"]
+            since_eval, evaluate.histograms, rows = (
+                state["since_eval"], state["histograms"], state["rows"]
+            )  # fmt: skip
             emit("progress", step)
 
-        def next_real() -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        def next_real() -> Any:
             nonlocal images_seen
             images_seen += job.batch_size
-            if cls.conditional:
-                x, y = dataset.sample_labelled(job.batch_size, data_gen)
-                return x.to(device), y.to(device)
-            return dataset.sample(job.batch_size, data_gen).to(device)
-
-        def chunks(x: torch.Tensor, labels: torch.Tensor | None) -> list[tuple]:
-            if labels is None:
-                return [(c, None) for c in x.split(EVAL_CHUNK)]
-            return list(zip(x.split(EVAL_CHUNK), labels.split(EVAL_CHUNK), strict=True))
-
-        def evaluate() -> dict[str, Any]:
-            t0 = time.perf_counter()
-            row: dict[str, Any] = {}
-            notes: list[str] = []
-            fake = torch.cat([variant.generate(z, y) for z, y in chunks(eval_z, fake_labels)])
-            real_cpu, fake_cpu = eval_real.cpu(), fake.cpu()
-
-            # Sample-quality metrics; one that cannot be computed stays empty with its reason noted.
-            for metric in metrics:
-                try:
-                    row[metric.name] = metric(real_cpu, fake_cpu, dataset)
-                except NotApplicable as exc:
-                    row[metric.name] = float("nan")
-                    notes.append(f"{metric.name}: {exc}")
-            if evaluator is not None:
-                image_row, image_notes = evaluator(fake_cpu, fake_labels)
-                _save_grid(cell_dir / "grids" / f"step_{step:07d}.png", fake_cpu, cls.conditional,
-                           dataset.num_classes)  # fmt: skip
-                row.update(image_row)
-                notes += image_notes
-            elif image_metrics:
-                notes.append(f"{', '.join(image_metrics)}: need an image dataset; "
-                             f"'{job.dataset}' is not one")  # fmt: skip
-
-            # Critic diagnostics: its loss on the evaluation batch, weight pile-up, gradient by depth.
-            with torch.no_grad():
-                real_out = torch.cat(
-                    [variant.critic(x, y) for x, y in chunks(eval_real, real_labels)]
-                )
-                fake_out = torch.cat([variant.critic(x, y) for x, y in chunks(fake, fake_labels)])
-                critic_loss = float(variant.critic_loss(real_out, fake_out))
-            row["critic_loss"] = critic_loss
-            if cls.estimates_wasserstein:
-                row["wasserstein_estimate"] = -critic_loss
-            row["clip_saturation"] = diagnostics.clip_saturation(variant.D)
-            if not cls.conditional:  # the layer-by-layer diagnostic feeds D samples alone
-                norms = diagnostics.activation_grad_norms(
-                    variant.D, variant.critic_loss, eval_real[:n_diag], fake[:n_diag]
-                )
-                for i, norm in enumerate(norms, start=1):
-                    row[f"act_grad_norm/{i:02d}"] = norm
-                row["act_grad_log10_slope"] = diagnostics.log10_slope(norms)
-            counts, edges = diagnostics.weight_histogram(variant.D, eval_cfg["hist_bins"])
-            histograms.append((step, torch.from_numpy(counts), torch.from_numpy(edges)))
-            if step == job.gen_steps:
-                if evaluator is not None:  # images: keep the first 1,000 as uint8 pictures
-                    real_cpu, fake_cpu = to_uint8(real_cpu[:1000]), to_uint8(fake_cpu[:1000])
-                _save_samples(cell_dir, real_cpu, fake_cpu)
-            row["eval_seconds"] = time.perf_counter() - t0
-            if notes:
-                row["note"] = "; ".join(dict.fromkeys(notes))
-            return row
+            return draw()
 
         def emit_row(status: str, extra: dict[str, Any]) -> None:
             row = {
@@ -257,7 +177,7 @@ def run_cell(job: CellJob, emit: Emit, should_stop: ShouldStop | None = None) ->
 
         # Train: the loop times training only; evaluation and logging are outside the clock.
         if 0 in schedule and state is None:
-            emit_row("ok", evaluate())
+            emit_row("ok", evaluate(step))
         status = "ok"
         interval_start = time.perf_counter()
         while step < job.gen_steps:
@@ -278,7 +198,7 @@ def run_cell(job: CellJob, emit: Emit, should_stop: ShouldStop | None = None) ->
                 train_seconds += _elapsed(interval_start, device)
                 if step in schedule:
                     train_means = {k: v / since_eval for k, v in loss_sums.items()}
-                    emit_row("ok", {**train_means, **evaluate()})
+                    emit_row("ok", {**train_means, **evaluate(step)})
                     loss_sums, since_eval = {}, 0
                     if should_stop is not None and should_stop(step, rows[-1]):
                         status = "stopped"
@@ -289,7 +209,7 @@ def run_cell(job: CellJob, emit: Emit, should_stop: ShouldStop | None = None) ->
 
         # Keep what the cell made; the finished checkpoint, written last, marks the cell complete.
         _save_torch(cell_dir / "generator.pt", variant.G.state_dict())
-        _save_histograms(cell_dir / "weight_hist.npz", histograms, mem_scope)
+        _save_histograms(cell_dir / "weight_hist.npz", evaluate.histograms, mem_scope)
         save_checkpoint(finished=status)
         return status
     except OSError as exc:  # disk full, folder gone: stop cleanly; the last checkpoint stays usable
@@ -316,22 +236,6 @@ def _save_torch(path: Path, obj: Any) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write_bytes(path, buf.getvalue())
-
-
-def _save_samples(cell_dir: Path, real: torch.Tensor, fake: torch.Tensor) -> None:
-    atomic_write(
-        cell_dir / "samples.npz", lambda f: np.savez(f, real=real.numpy(), fake=fake.numpy())
-    )
-
-
-def _save_grid(path: Path, fake: torch.Tensor, by_class: bool, num_classes: int) -> None:
-    """A grid of generated images; for a conditional variant one column per class (its labels cycle
-    through the classes, so sample i has class i mod K)."""
-    from bench.report import image_grid, save_png
-
-    ncols = num_classes if by_class and num_classes <= 16 else 8
-    images = to_uint8(fake[: ncols * 8]).numpy()
-    save_png(path, image_grid(images, ncols=ncols))
 
 
 def _save_histograms(

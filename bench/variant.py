@@ -24,7 +24,7 @@ class VariantConfig(BaseModel):
 
 
 class Variant:
-    """One GAN algorithm: builds G and its critic/discriminator D, and performs one generator step.
+    """One model: builds its networks (G and its critic D for a GAN), and performs one training step.
 
     Subclasses set `family`, `paper`, `Config`, and implement `train_step` and `critic_loss`.
     All randomness inside `train_step` comes from torch's global generator, which the harness seeds.
@@ -38,6 +38,10 @@ class Variant:
     # True when G and D are conditioned on class labels (cGAN): `next_real()` then returns
     # (samples, labels), and `generate` and `critic` take the labels too.
     conditional: ClassVar[bool] = False
+    # What the model can do, matched against what a suite's task needs (bench/tasks): "samples"
+    # (noise → sample), "translates" (source image → target image), "critic" (has a critic D whose
+    # diagnostics the harness logs). A task refuses a variant that lacks what it needs.
+    capabilities: ClassVar[frozenset[str]] = frozenset({"samples", "critic"})
 
     G: nn.Module
     D: nn.Module
@@ -63,6 +67,11 @@ class Variant:
     def generate(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Samples for latents `z` (and `labels`, for a conditional variant), in the data's range."""
         return self.G(z)
+
+    @torch.no_grad()
+    def translate(self, source: torch.Tensor) -> torch.Tensor:
+        """Outputs for source images (for a variant that "translates"), in the data's range."""
+        raise NotImplementedError
 
     def critic(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """D's raw scores for samples `x` (and `labels`, for a conditional variant)."""

@@ -19,7 +19,13 @@ def test_losses_mnist_compares_the_five_losses_on_equal_budgets():
 
 def test_every_image_variant_is_in_some_image_suite():
     names = set()
-    for suite in ["losses_mnist", "cgan_mnist", "mode_collapse", "wgan_vs_gp_images"]:
+    for suite in [
+        "losses_mnist",
+        "cgan_mnist",
+        "mode_collapse",
+        "wgan_vs_gp_images",
+        "translation_paired",
+    ]:
         names |= {e.variant for e in load_suite(suite).entries}
     assert names == set(VARIANTS.names())
 

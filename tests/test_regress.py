@@ -173,19 +173,31 @@ def test_new_baseline_shows_what_changed(gated_run, cli, tmp_path):
     assert "wgan · 8gaussians · energy_distance: " in out and "(+100.0%)" in out
 
 
-def test_ci_suite_trains_every_registered_variant_and_its_baseline_matches_it():
+QUALITY_SUITES = ("ci", "ci_paired")  # as in noxfile.py: nox -s regress gates each of them
+
+
+def test_the_quality_suites_together_train_every_registered_variant():
     load_all()
-    suite = load_suite(str(REPO / "suites" / "ci.toml"))
-    assert {e.variant for e in suite.entries} == set(VARIANTS.names())
+    gated = {e.variant for name in QUALITY_SUITES
+             for e in load_suite(str(REPO / "suites" / f"{name}.toml")).entries}  # fmt: skip
+    assert gated == set(VARIANTS.names())
+    assert 'QUALITY_SUITES = ("ci", "ci_paired")' in (REPO / "noxfile.py").read_text()
+
+
+@pytest.mark.parametrize("name", QUALITY_SUITES)
+def test_a_quality_suites_baseline_matches_it(name):
+    load_all()
+    suite = load_suite(str(REPO / "suites" / f"{name}.toml"))
     assert len(suite.spec.seeds) >= suite.spec.regress.min_seeds
-    base = json.loads((REPO / baseline_path("ci", "default")).read_text())
+    base = json.loads((REPO / baseline_path(name, "default")).read_text())
     resolved = {**suite.resolved(), "device": "cpu"}
     assert config_changes(base["config"], resolved, {e.label for e in suite.entries}) == [], (
-        "suites/ci.toml changed since results/baselines/ci.json was made: run nox -s baseline"
+        f"suites/{name}.toml changed since results/baselines/{name}.json was made: run "
+        "nox -s baseline"
     )
     banded = {(b["variant"], b["metric"].split("/")[0]) for b in base["bands"]}
     for entry in suite.entries:
-        assert (entry.label, "fid") in banded
+        assert (entry.label, suite.spec.metrics[0]) in banded
     assert [c["claim"] for c in base["claims"]] == [c.describe() for c in suite.spec.claims]
 
 

@@ -32,12 +32,14 @@ def models(name: str, data: str) -> bool:
     return data_kind(SPECS[data]) in DATA_KINDS[VARIANTS.get(name).Config().arch]
 
 
-SUPPORTED = [(v, d) for v in VARIANTS.names() for d in SPECS if models(v, d)]
-UNSUPPORTED = [(v, d) for v in VARIANTS.names() for d in SPECS if not models(v, d)]
+# Noise → sample variants (the generation task); translation variants: tests/test_translation.py.
+SAMPLERS = [v for v in VARIANTS.names() if "samples" in VARIANTS.get(v).capabilities]
+SUPPORTED = [(v, d) for v in SAMPLERS for d in SPECS if models(v, d)]
+UNSUPPORTED = [(v, d) for v in SAMPLERS for d in SPECS if not models(v, d)]
 CONDITIONAL = [(v, d) for v, d in SUPPORTED if VARIANTS.get(v).conditional]
 CONDITIONAL_ARCHS = [
     (v, d, arch)
-    for v in VARIANTS.names()
+    for v in SAMPLERS
     for d in SPECS
     for arch in DATA_KINDS
     if VARIANTS.get(v).conditional and data_kind(SPECS[d]) in DATA_KINDS[arch]

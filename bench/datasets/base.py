@@ -14,12 +14,16 @@ class DataSpec:
 
     shape: tuple[int, ...]  # one sample: (2,) for points, (C, H, W) for images in [-1, 1]
     num_classes: int = 0  # classes a conditional variant can condition on; 0 = unlabelled
+    source_shape: tuple[int, ...] | None = None  # a paired dataset's source images (C, H, W)
 
 
 class Dataset:
     """A source of real samples. Randomness comes only from the generator passed in."""
 
     name: str = ""
+    # What one draw holds: "samples" (a sample, with its label where the data have classes) or
+    # "paired" (a source image, its target image and the label they share). Tasks check it.
+    kind: str = "samples"
     shape: tuple[int, ...] = ()
     num_classes: int = 0
     # Mode centres [K, dim] and the per-coordinate noise std of each mode; None for data without modes.
@@ -44,3 +48,10 @@ class Dataset:
         """sha256 of 1,000 samples drawn with a fixed seed: it changes whenever the data does."""
         x = self.sample(1000, torch.Generator().manual_seed(0))
         return hashlib.sha256(x.numpy().tobytes()).hexdigest()
+
+
+def dataset_kind(name: str) -> str:
+    """The kind of the registered dataset `name`, known without building it."""
+    from bench.registry import DATASETS
+
+    return getattr(DATASETS.get(name), "kind", "samples")

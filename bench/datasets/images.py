@@ -16,12 +16,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.datasets.base import Dataset
+from bench.datasets.base import Dataset, DataSpec
 from bench.errors import UsageError
 from bench.registry import DATASETS
 
 SPLIT_SEED = 0  # fixes the train/held-out split of the packaged sets; part of their fingerprint
-IMAGE_DATASETS = ("digits", "mnist5k", "stacked_mnist", "mnist", "fashion_mnist", "cifar10")
+IMAGE_DATASETS = (
+    "digits", "mnist5k", "stacked_mnist", "mnist", "fashion_mnist", "cifar10", "edges2digits"
+)  # fmt: skip
 STACKED_SPLIT = 10_000  # fixed triples in each split of stacked_mnist
 
 
@@ -177,6 +179,88 @@ class StackedMNIST(ImageDataset):
 
 
 DATASETS.add("stacked_mnist", StackedMNIST)
+
+
+# --- Paired translation (offline) ------------------------------------------------------------------
+
+
+class PairedImageDataset(ImageDataset):
+    """Source images paired with target images: the splits hold the targets (what image metrics
+    compare outputs with) and their labels; `sources` holds each split's source images, row for row."""
+
+    kind = "paired"
+
+    def __init__(
+        self,
+        name: str,
+        splits: dict[str, tuple[torch.Tensor, torch.Tensor]],
+        sources: dict[str, torch.Tensor],
+    ) -> None:
+        super().__init__(name, splits)
+        self.sources = sources
+        self.source_shape = tuple(sources["train"].shape[1:])
+
+    @property
+    def spec(self) -> DataSpec:
+        return DataSpec(tuple(self.shape), self.num_classes, self.source_shape)
+
+    def sample_pairs(
+        self, n: int, generator: torch.Generator, split: str = "train"
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`n` random (source, target) pairs of `split` as float [-1, 1], and their labels."""
+        images, labels = self.split(split)
+        idx = torch.randint(len(images), (n,), generator=generator)
+        return to_float(self.sources[split][idx]), to_float(images[idx]), labels[idx]
+
+    def fixed_pairs(
+        self, split: str, n: int, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`min(n, size)` distinct pairs of `split` in an order drawn from `generator`."""
+        images, labels = self.split(split)
+        idx = torch.randperm(len(images), generator=generator)[: min(n, len(images))]
+        return to_float(self.sources[split][idx]), to_float(images[idx]), labels[idx]
+
+    def _hash_splits(self) -> str:
+        h = hashlib.sha256(super()._hash_splits().encode())
+        for name in sorted(self.sources):
+            h.update(self.sources[name].contiguous().numpy().tobytes())
+        return h.hexdigest()
+
+
+@cache
+def _mnist5k_edges() -> torch.Tensor:
+    """Canny edge maps of the mnist5k digits, 0 or 255 (scikit-image's `canny`, σ = 1)."""
+    from skimage.feature import canny
+
+    images = _mnist5k_arrays()[0].numpy()
+    edges = np.stack([canny(im[0] / 255.0, sigma=EDGE_SIGMA) for im in images])
+    return torch.from_numpy(edges.astype(np.uint8)[:, None] * 255)
+
+
+EDGE_SIGMA = 1.0  # Gaussian smoothing of Canny: σ = 1 keeps the strokes' outlines on 28×28 digits
+
+
+class Edges2Digits(PairedImageDataset):
+    """Canny edge maps of mnist5k digits (sources) paired with the digits (targets), 28×28.
+
+    The quick offline analogue of Pix2Pix's edges→shoes. The split is mnist5k's, so mnist5k's
+    domain classifier measures the outputs."""
+
+    classifier_data = "mnist5k"
+
+    def __init__(self) -> None:
+        images, labels = _mnist5k_arrays()
+        edges = _mnist5k_edges()
+        digits = mnist5k().splits
+        # stratified_split keeps each split in index order; the same mask selects the edge maps.
+        train_mask = torch.zeros(len(images), dtype=torch.bool)
+        held = stratified_split(torch.arange(len(images))[:, None], labels, 0.2)
+        train_mask[held["train"][0][:, 0]] = True
+        sources = {"train": edges[train_mask], "held_out": edges[~train_mask]}
+        super().__init__("edges2digits", digits, sources)
+
+
+DATASETS.add("edges2digits", Edges2Digits)
 
 
 # --- torchvision sets (data root, download when online) --------------------------------------------

@@ -22,6 +22,7 @@ class Metric:
     fn: Callable[[torch.Tensor, torch.Tensor, Dataset], float]
     higher_is_better: bool
     description: str
+    tasks: tuple[str, ...] = ("generation",)  # the suite tasks it applies to (bench/tasks)
 
     def __call__(self, real: torch.Tensor, fake: torch.Tensor, dataset: Dataset) -> float:
         return float(self.fn(real, fake, dataset))

@@ -42,23 +42,31 @@ def _not_direct(*_: Any) -> float:
     raise NotApplicable("image metrics are computed by ImageEvaluator, not one at a time")
 
 
+BOTH = ("generation", "paired_translation")  # tasks whose outputs are images of one domain
 IMAGE_METRICS = [
     ImageMetric("fid", _not_direct, False, "Fréchet distance of backbone features (torch-fidelity)",
-                columns=(("fid", False),)),
+                BOTH, columns=(("fid", False),)),
     ImageMetric("kid", _not_direct, False, "kernel distance of backbone features, mean and std over "
-                "subsets (torch-fidelity)", columns=(("kid", False), ("kid_std", False))),
+                "subsets (torch-fidelity)", BOTH, columns=(("kid", False), ("kid_std", False))),
     ImageMetric("is", _not_direct, True, "Inception Score from the backbone's classifier "
-                "(torch-fidelity)", columns=(("is", True), ("is_std", False)), needs_logits=True),
+                "(torch-fidelity)", BOTH, columns=(("is", True), ("is_std", False)),
+                needs_logits=True),
     ImageMetric("prc", _not_direct, True, "precision and recall, k = 3 (torch-fidelity)",
-                columns=(("precision", True), ("recall", True))),
+                BOTH, columns=(("precision", True), ("recall", True))),
     ImageMetric("prdc", _not_direct, True, "density and coverage, k = 5 (prdc)",
-                columns=(("density", True), ("coverage", True))),
+                BOTH, columns=(("density", True), ("coverage", True))),
     ImageMetric("class_coverage", _not_direct, True, "classes hit by the domain classifier's "
-                "predictions and KL(class histogram ‖ uniform)",
+                "predictions and KL(class histogram ‖ uniform)", BOTH,
                 columns=(("classes_covered", True), ("class_kl", False)), needs_logits=True),
     ImageMetric("label_accuracy", _not_direct, True, "for a conditional generator: how often the "
-                "domain classifier reads the label it was asked for",
+                "domain classifier reads the label it was asked for", ("generation",),
                 columns=(("label_accuracy", True),), needs_logits=True),
+    # Pix2Pix's FCN-score asks whether a classifier of the target domain still sees what the
+    # source showed; for digits, whether the target domain's classifier reads the source's digit.
+    ImageMetric("label_preservation", _not_direct, True, "for a translation: how often the target "
+                "domain's classifier reads the source image's class from the output",
+                ("paired_translation",), columns=(("label_preservation", True),),
+                needs_logits=True),
 ]  # fmt: skip
 for _metric in IMAGE_METRICS:
     METRICS.add(_metric.name, _metric)
@@ -272,11 +280,11 @@ def _compute(
         p = counts[counts > 0] / counts.sum()
         return {"classes_covered": float((counts > 0).sum()),
                 "class_kl": float((p * np.log(p * k)).sum())}, ""  # fmt: skip
-    if metric == "label_accuracy":
+    if metric in ("label_accuracy", "label_preservation"):
         if labels is None:
             raise NotApplicable("the generator is not conditional: no labels were asked for")
         if bb.logits is None or not bb.classes_are_data_classes:
             raise NotApplicable(f"backbone '{bb.name}' does not classify {dataset.name}'s classes")
         hits = fake[bb.logits].argmax(1) == labels.cpu()
-        return {"label_accuracy": float(hits.double().mean())}, ""
+        return {metric: float(hits.double().mean())}, ""
     raise NotApplicable(f"unknown image metric '{metric}'")

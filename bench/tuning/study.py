@@ -377,7 +377,7 @@ def run_trial(
             batch_size=spec.train.batch_size, eval=spec.eval.model_dump(),
             metrics=list(spec.metrics), device=device, cell_dir=cell_dir,
             checkpoint_every=spec.budget.gen_steps,  # one trial is short: no checkpoints midway
-            progress_every=spec.budget.gen_steps,
+            progress_every=spec.budget.gen_steps, task=spec.task,
         )  # fmt: skip
         status = run_cell(job, emit, should_stop)
 

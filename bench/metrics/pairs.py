@@ -1,0 +1,73 @@
+"""Metrics of paired translation: each output is compared with the target it should have been.
+
+Pix2Pix (Isola et al., CVPR 2017) reports per-pixel scores beside its perceptual studies; the
+maths here is torchmetrics' (PSNR, SSIM with its 11×11 Gaussian window, σ = 1.5). Images are
+scaled to [0, 1] first, so L1 is the mean absolute difference in that range, PSNR is in dB with a
+peak of 1, and both PSNR and SSIM are averaged over images (not computed on the pooled batch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from bench.metrics.base import Metric, NotApplicable
+from bench.registry import METRICS
+
+PAIRED = ("paired_translation",)
+
+
+@dataclass(frozen=True)
+class PairMetric(Metric):
+    """A named function of (outputs, targets), both float in [-1, 1] with the same shape → float."""
+
+    score: Callable[[torch.Tensor, torch.Tensor], float] | None = None
+
+    def pairs(self, outputs: torch.Tensor, targets: torch.Tensor) -> float:
+        if outputs.shape != targets.shape:
+            raise NotApplicable(f"outputs {tuple(outputs.shape)} and targets "
+                                f"{tuple(targets.shape)} differ in shape")  # fmt: skip
+        assert self.score is not None
+        return float(self.score(_unit(outputs), _unit(targets)))
+
+
+def _unit(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] → [0, 1], float64 so the averages do not depend on the chunking of the sum."""
+    return images.detach().double().add(1.0).div(2.0).clamp(0.0, 1.0).cpu()
+
+
+def _not_sample_metric(*_: object) -> float:
+    raise NotApplicable("a paired metric compares outputs with their targets, not two sample sets")
+
+
+def mean_l1(outputs: torch.Tensor, targets: torch.Tensor) -> float:
+    return float((outputs - targets).abs().mean())
+
+
+def mean_psnr(outputs: torch.Tensor, targets: torch.Tensor) -> float:
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
+    per_image = peak_signal_noise_ratio(
+        outputs, targets, data_range=1.0, reduction="none", dim=(1, 2, 3)
+    )
+    return float(per_image.mean())
+
+
+def mean_ssim(outputs: torch.Tensor, targets: torch.Tensor) -> float:
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    return float(structural_similarity_index_measure(outputs, targets, data_range=1.0))
+
+
+PAIR_METRICS = [
+    PairMetric("l1", _not_sample_metric, False, "mean absolute difference from the target, images "
+               "in [0, 1]", PAIRED, score=mean_l1),
+    PairMetric("psnr", _not_sample_metric, True, "peak signal-to-noise ratio to the target in dB, "
+               "mean over images (torchmetrics)", PAIRED, score=mean_psnr),
+    PairMetric("ssim", _not_sample_metric, True, "structural similarity to the target, Gaussian "
+               "11×11 window, mean over images (torchmetrics)", PAIRED, score=mean_ssim),
+]  # fmt: skip
+for _metric in PAIR_METRICS:
+    METRICS.add(_metric.name, _metric)

@@ -1,0 +1,118 @@
+"""What a task is to the harness: the data a cell draws, how a model is asked for outputs at an
+evaluation, and which metrics, datasets and variants fit it.
+
+The runner owns the loop and the clock; a task gives it `batches` (the `next_real` a variant's
+`train_step` calls) and an `Evaluation` (called at each evaluation step, returns the row's columns).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from bench import diagnostics
+from bench.datasets.base import Dataset
+from bench.io import atomic_write
+from bench.metrics.base import Metric, NotApplicable
+from bench.variant import Variant
+
+EVAL_CHUNK = 4096  # samples per forward pass during evaluation
+
+
+@dataclass
+class EvalContext:
+    """Everything a task's evaluation is built from, for one cell."""
+
+    variant: Variant
+    dataset: Dataset
+    device: torch.device
+    generator: torch.Generator  # the cell's "eval" stream: fixes the evaluation inputs
+    eval_cfg: dict[str, Any]  # the suite's [eval] table
+    metrics: list[str]
+    cache_dir: Path
+    cell_dir: Path
+    gen_steps: int
+
+
+class Evaluation:
+    """One cell's evaluation: fixed inputs, metrics, critic diagnostics and saved pictures."""
+
+    def __init__(self) -> None:
+        # (step, counts, edges) of the critic's weight histogram at each evaluation; checkpointed.
+        self.histograms: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+
+    def __call__(self, step: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class Task:
+    """A kind of benchmark: subclasses set the class variables and build batches and evaluations."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    needs: ClassVar[str] = ""  # the capability every variant of the suite must declare
+    data_kind: ClassVar[str] = ""  # the kind every dataset of the suite must be (Dataset.kind)
+
+    def batches(
+        self, dataset: Dataset, variant: Variant, batch_size: int, generator: torch.Generator,
+        device: torch.device,
+    ) -> Callable[[], Any]:  # fmt: skip
+        """The `next_real` that the variant's `train_step` calls for each batch of real data."""
+        raise NotImplementedError
+
+    def evaluation(self, ctx: EvalContext) -> Evaluation:
+        raise NotImplementedError
+
+
+# --- Pieces every task's evaluation uses ---------------------------------------------------------
+
+
+def sample_metrics(
+    metrics: list[Metric], real: torch.Tensor, fake: torch.Tensor, dataset: Dataset
+) -> tuple[dict[str, Any], list[str]]:
+    """Metrics of two sample sets; one that cannot be computed stays empty with its reason noted."""
+    row: dict[str, Any] = {}
+    notes: list[str] = []
+    for metric in metrics:
+        try:
+            row[metric.name] = metric(real, fake, dataset)
+        except NotApplicable as exc:
+            row[metric.name] = float("nan")
+            notes.append(f"{metric.name}: {exc}")
+    return row, notes
+
+
+def critic_columns(
+    variant: Variant, real_out: torch.Tensor, fake_out: torch.Tensor, hist_bins: int, step: int,
+    histograms: list[tuple[int, torch.Tensor, torch.Tensor]],
+) -> dict[str, Any]:  # fmt: skip
+    """The critic's loss on the evaluation batch, its weight pile-up, and its weight histogram."""
+    with torch.no_grad():
+        critic_loss = float(variant.critic_loss(real_out, fake_out))
+    row: dict[str, Any] = {"critic_loss": critic_loss}
+    if variant.estimates_wasserstein:
+        row["wasserstein_estimate"] = -critic_loss
+    row["clip_saturation"] = diagnostics.clip_saturation(variant.D)
+    counts, edges = diagnostics.weight_histogram(variant.D, hist_bins)
+    histograms.append((step, torch.from_numpy(counts), torch.from_numpy(edges)))
+    return row
+
+
+def save_samples(cell_dir: Path, **arrays: torch.Tensor) -> None:
+    """The final step's samples (e.g. real, fake; or source, fake, target) as samples.npz."""
+    atomic_write(
+        cell_dir / "samples.npz",
+        lambda f: np.savez(f, **{k: v.numpy() for k, v in arrays.items()}),
+    )
+
+
+def save_grid(path: Path, images: torch.Tensor, ncols: int) -> None:
+    """uint8 images [N, C, H, W] as one PNG grid, row by row."""
+    from bench.report import image_grid, save_png
+
+    save_png(path, image_grid(images.numpy(), ncols=ncols))

@@ -1,0 +1,138 @@
+"""Noise → sample generation (optionally class-conditional): every GAN of the original registry.
+
+A cell draws real samples (with labels for a conditional variant), and at each evaluation the model
+generates samples from latents fixed per seed; they are scored against real samples drawn once.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from bench import diagnostics
+from bench.datasets.images import ImageDataset, to_uint8
+from bench.metrics.images import ImageEvaluator, ImageMetric
+from bench.registry import METRICS, TASKS
+from bench.tasks.base import (
+    EVAL_CHUNK,
+    EvalContext,
+    Evaluation,
+    Task,
+    critic_columns,
+    sample_metrics,
+    save_grid,
+    save_samples,
+)
+
+
+@TASKS.register("generation")
+class Generation(Task):
+    name = "generation"
+    description = "noise (and a class label, for conditional variants) → sample"
+    needs = "samples"
+    data_kind = "samples"
+
+    def batches(self, dataset, variant, batch_size, generator, device):  # noqa: ANN001, ANN201
+        def next_real() -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+            if variant.conditional:
+                x, y = dataset.sample_labelled(batch_size, generator)
+                return x.to(device), y.to(device)
+            return dataset.sample(batch_size, generator).to(device)
+
+        return next_real
+
+    def evaluation(self, ctx: EvalContext) -> Evaluation:
+        return GenerationEval(ctx)
+
+
+def _chunks(x: torch.Tensor, labels: torch.Tensor | None) -> list[tuple]:
+    if labels is None:
+        return [(c, None) for c in x.split(EVAL_CHUNK)]
+    return list(zip(x.split(EVAL_CHUNK), labels.split(EVAL_CHUNK), strict=True))
+
+
+class GenerationEval(Evaluation):
+    """Samples from fixed latents, scored against fixed real samples; critic diagnostics."""
+
+    def __init__(self, ctx: EvalContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+        variant, dataset, device, gen = ctx.variant, ctx.dataset, ctx.device, ctx.generator
+        n_eval = ctx.eval_cfg["num_samples"]
+        # The evaluation inputs, drawn in this order from the cell's eval stream.
+        if (
+            variant.conditional
+        ):  # real labels for the critic; generated samples cycle through classes
+            real, real_labels = dataset.sample_labelled(n_eval, gen)
+            self.real, self.real_labels = real.to(device), real_labels.to(device)
+            self.fake_labels = (torch.arange(n_eval) % dataset.num_classes).to(device)
+        else:
+            self.real, self.real_labels = dataset.sample(n_eval, gen).to(device), None
+            self.fake_labels = None
+        self.z = torch.randn(n_eval, variant.z_dim, generator=gen).to(device)
+        self.n_diag = min(ctx.eval_cfg["diag_samples"], n_eval)
+        metrics = [METRICS.get(name) for name in ctx.metrics]
+        # Image metrics share one feature extraction per backbone, with cached real features.
+        self.image_metrics = [m.name for m in metrics if isinstance(m, ImageMetric)]
+        self.metrics = [m for m in metrics if not isinstance(m, ImageMetric)]
+        self.evaluator = None
+        if self.image_metrics and isinstance(dataset, ImageDataset):
+            cfg = ctx.eval_cfg
+            self.evaluator = ImageEvaluator(
+                dataset, self.image_metrics, cfg["backbones"], cfg["num_real"] or n_eval,
+                ctx.cache_dir, device, cfg["reference_split"], cfg["kid_subsets"],
+                cfg["inception_weights"],
+            )  # fmt: skip
+            self.evaluator.prepare()
+
+    def __call__(self, step: int) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        ctx, variant, dataset = self.ctx, self.ctx.variant, self.ctx.dataset
+        fake = torch.cat([variant.generate(z, y) for z, y in _chunks(self.z, self.fake_labels)])
+        real_cpu, fake_cpu = self.real.cpu(), fake.cpu()
+
+        row, notes = sample_metrics(self.metrics, real_cpu, fake_cpu, dataset)
+        if self.evaluator is not None:
+            image_row, image_notes = self.evaluator(fake_cpu, self.fake_labels)
+            _save_grid(ctx, step, fake_cpu, variant.conditional, dataset.num_classes)
+            row.update(image_row)
+            notes += image_notes
+        elif self.image_metrics:
+            notes.append(f"{', '.join(self.image_metrics)}: need an image dataset; "
+                         f"'{dataset.name}' is not one")  # fmt: skip
+
+        # Critic diagnostics: its loss on the evaluation batch, weight pile-up, gradient by depth.
+        if "critic" in variant.capabilities:
+            with torch.no_grad():
+                real_out = torch.cat(
+                    [variant.critic(x, y) for x, y in _chunks(self.real, self.real_labels)]
+                )
+                fake_out = torch.cat(
+                    [variant.critic(x, y) for x, y in _chunks(fake, self.fake_labels)]
+                )
+            row.update(critic_columns(variant, real_out, fake_out, ctx.eval_cfg["hist_bins"],
+                                      step, self.histograms))  # fmt: skip
+            if not variant.conditional:  # the layer-by-layer diagnostic feeds D samples alone
+                norms = diagnostics.activation_grad_norms(
+                    variant.D, variant.critic_loss, self.real[: self.n_diag], fake[: self.n_diag]
+                )
+                for i, norm in enumerate(norms, start=1):
+                    row[f"act_grad_norm/{i:02d}"] = norm
+                row["act_grad_log10_slope"] = diagnostics.log10_slope(norms)
+        if step == ctx.gen_steps:
+            if self.evaluator is not None:  # images: keep the first 1,000 as uint8 pictures
+                real_cpu, fake_cpu = to_uint8(real_cpu[:1000]), to_uint8(fake_cpu[:1000])
+            save_samples(ctx.cell_dir, real=real_cpu, fake=fake_cpu)
+        row["eval_seconds"] = time.perf_counter() - t0
+        if notes:
+            row["note"] = "; ".join(dict.fromkeys(notes))
+        return row
+
+
+def _save_grid(ctx: EvalContext, step: int, fake: torch.Tensor, by_class: bool, k: int) -> None:
+    """A grid of generated images; for a conditional variant one column per class (its labels
+    cycle through the classes, so sample i has class i mod K)."""
+    ncols = k if by_class and k <= 16 else 8
+    save_grid(ctx.cell_dir / "grids" / f"step_{step:07d}.png", to_uint8(fake[: ncols * 8]), ncols)

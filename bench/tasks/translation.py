@@ -1,0 +1,135 @@
+"""Paired image-to-image translation (Pix2Pix, Isola et al., CVPR 2017): source image → target.
+
+A cell trains on (source, target) pairs of the training split. At each evaluation the model
+translates a fixed set of held-out sources (fixed per seed); outputs are scored against their own
+targets (paired metrics: L1, PSNR, SSIM), as a set against target-domain images in a domain
+classifier's feature space (FID, KID, ...), and by whether that classifier reads the source's class
+from the output (label preservation, the digit analogue of Pix2Pix's FCN-score).
+
+Evaluation does not change the model: every network's buffers (BatchNorm statistics) are restored
+afterwards, and the randomness it uses (Pix2Pix keeps dropout on at test time) comes from a
+generator of the eval stream, so training continues exactly as it would have without it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from bench.datasets.images import PairedImageDataset, to_uint8
+from bench.metrics.images import ImageEvaluator, ImageMetric
+from bench.metrics.pairs import PairMetric
+from bench.registry import METRICS, TASKS
+from bench.tasks.base import (
+    EVAL_CHUNK,
+    EvalContext,
+    Evaluation,
+    Task,
+    critic_columns,
+    sample_metrics,
+    save_grid,
+    save_samples,
+)
+
+GRID_PAIRS = 16  # source | output | target triples in each evaluation's grid (two per row)
+EVAL_SPLIT = "held_out"  # sources translated at evaluation: never seen in training
+
+
+@TASKS.register("paired_translation")
+class PairedTranslation(Task):
+    name = "paired_translation"
+    description = "source image → target image, trained on aligned pairs (Pix2Pix)"
+    needs = "translates"
+    data_kind = "paired"
+
+    def batches(self, dataset, variant, batch_size, generator, device):  # noqa: ANN001, ANN201
+        def next_real() -> tuple[torch.Tensor, torch.Tensor]:
+            source, target, _ = dataset.sample_pairs(batch_size, generator)
+            return source.to(device), target.to(device)
+
+        return next_real
+
+    def evaluation(self, ctx: EvalContext) -> Evaluation:
+        return TranslationEval(ctx)
+
+
+class TranslationEval(Evaluation):
+    def __init__(self, ctx: EvalContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+        dataset: PairedImageDataset = ctx.dataset  # type: ignore[assignment]
+        cfg = ctx.eval_cfg
+        self.source, self.target, self.labels = dataset.fixed_pairs(
+            EVAL_SPLIT, cfg["num_samples"], ctx.generator
+        )
+        self.notes = []
+        if len(self.source) < cfg["num_samples"]:
+            self.notes.append(f"translated all {len(self.source)} {EVAL_SPLIT} sources "
+                              f"(eval.num_samples = {cfg['num_samples']})")  # fmt: skip
+        # The seed of the randomness a model uses while translating (dropout), fixed per cell.
+        self.translate_seed = int(torch.randint(2**62, (1,), generator=ctx.generator))
+        metrics = [METRICS.get(name) for name in ctx.metrics]
+        self.pair_metrics = [m for m in metrics if isinstance(m, PairMetric)]
+        image_metrics = [m.name for m in metrics if isinstance(m, ImageMetric)]
+        self.metrics = [m for m in metrics if not isinstance(m, PairMetric | ImageMetric)]
+        self.evaluator = None
+        if image_metrics:
+            self.evaluator = ImageEvaluator(
+                dataset, image_metrics, cfg["backbones"], cfg["num_real"] or len(self.source),
+                ctx.cache_dir, ctx.device, cfg["reference_split"], cfg["kid_subsets"],
+                cfg["inception_weights"],
+            )  # fmt: skip
+            self.evaluator.prepare()
+
+    def translate(self) -> torch.Tensor:
+        """Outputs for the fixed sources; the model's buffers and the global RNG are untouched."""
+        variant, device = self.ctx.variant, self.ctx.device
+        nets = [m for m in vars(variant).values() if isinstance(m, torch.nn.Module)]
+        buffers = [{k: v.clone() for k, v in m.state_dict().items()} for m in nets]
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(self.translate_seed)
+            out = torch.cat(
+                [variant.translate(s.to(device)) for s in self.source.split(EVAL_CHUNK)]
+            )
+        for m, state in zip(nets, buffers, strict=True):
+            m.load_state_dict(state)
+        return out
+
+    def __call__(self, step: int) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        ctx, variant, dataset = self.ctx, self.ctx.variant, self.ctx.dataset
+        fake = self.translate()
+        fake_cpu = fake.cpu()
+        notes = list(self.notes)
+
+        row, sample_notes = sample_metrics(self.metrics, self.target, fake_cpu, dataset)
+        notes += sample_notes
+        for metric in self.pair_metrics:
+            row[metric.name] = metric.pairs(fake_cpu, self.target)
+        if self.evaluator is not None:
+            image_row, image_notes = self.evaluator(fake_cpu, self.labels)
+            row.update(image_row)
+            notes += image_notes
+        triples = torch.stack([self.source, fake_cpu, self.target], 1)[:GRID_PAIRS].flatten(0, 1)
+        save_grid(ctx.cell_dir / "grids" / f"step_{step:07d}.png", to_uint8(triples), 6)
+
+        # Critic diagnostics: D judges (source, target) against (source, output), as in training.
+        if "critic" in variant.capabilities:
+            with torch.no_grad():
+                src = self.source.to(ctx.device)
+                real_out = torch.cat([variant.critic(t, s) for t, s in zip(
+                    self.target.to(ctx.device).split(EVAL_CHUNK), src.split(EVAL_CHUNK),
+                    strict=True)])  # fmt: skip
+                fake_out = torch.cat([variant.critic(f, s) for f, s in zip(
+                    fake.split(EVAL_CHUNK), src.split(EVAL_CHUNK), strict=True)])  # fmt: skip
+            row.update(critic_columns(variant, real_out, fake_out, ctx.eval_cfg["hist_bins"],
+                                      step, self.histograms))  # fmt: skip
+        if step == ctx.gen_steps:
+            save_samples(ctx.cell_dir, source=to_uint8(self.source[:1000]),
+                         fake=to_uint8(fake_cpu[:1000]), target=to_uint8(self.target[:1000]))  # fmt: skip
+        row["eval_seconds"] = time.perf_counter() - t0
+        if notes:
+            row["note"] = "; ".join(dict.fromkeys(notes))
+        return row
