@@ -120,6 +120,7 @@ def run_cell(job: CellJob, emit: Emit, should_stop: ShouldStop | None = None) ->
         dataset = DATASETS.get(job.dataset)()
         cls = VARIANTS.get(job.variant)
         variant = cls(cls.Config.model_validate(job.config), dataset.spec, device)
+        variant.set_budget(job.gen_steps)
         data_gen, eval_gen = stream(job.seed, "data"), stream(job.seed, "eval")
         evaluate = task.evaluation(EvalContext(
             variant, dataset, device, eval_gen, job.eval, job.metrics,

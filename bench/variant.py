@@ -55,6 +55,11 @@ class Variant:
     def z_dim(self) -> int:
         return self.cfg.z_dim
 
+    def set_budget(self, gen_steps: int) -> None:
+        """Told once by the harness before training (or resuming): the suite's generator-step
+        budget, for schedules over it. Subclasses that decay a learning rate build schedulers here."""
+        self.gen_steps = gen_steps
+
     def train_step(self, next_real: Callable[[], torch.Tensor]) -> dict[str, float]:
         """One generator update (and the critic updates before it); returns scalar losses by name."""
         raise NotImplementedError
@@ -78,11 +83,13 @@ class Variant:
         return self.D(x)
 
     def state_dict(self) -> dict[str, Any]:
-        """State of every network and optimiser the variant holds, for checkpoints."""
+        """State of every network, optimiser and learning-rate scheduler the variant holds, for
+        checkpoints."""
+        stateful = nn.Module | torch.optim.Optimizer | torch.optim.lr_scheduler.LRScheduler
         return {
             name: obj.state_dict()
             for name, obj in sorted(vars(self).items())
-            if isinstance(obj, nn.Module | torch.optim.Optimizer)
+            if isinstance(obj, stateful)
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -226,6 +226,19 @@ def test_pix2pix_steps_translate_and_repeat_exactly():
     assert a.critic(out, pairs()()[0]).shape == (8, 1, 12, 12)
 
 
+def test_pix2pix_learning_rates_decay_linearly_over_the_second_half_of_the_budget():
+    model = build_pix2pix()
+    model.set_budget(10)
+    lrs = []
+    for _ in range(10):
+        model.train_step(pairs(n=2))
+        lrs.append(model.opt_G.param_groups[0]["lr"])
+    assert lrs[:4] == [2e-4] * 4  # steps 1-4 done: still constant (decay starts after step 5)
+    assert lrs[4:] == pytest.approx([2e-4 * (1 - k / 6) for k in range(6)])
+    assert model.opt_D.param_groups[0]["lr"] == lrs[-1]
+    assert {"sched_G", "sched_D"} <= set(model.state_dict())
+
+
 @pytest.mark.parametrize("gan_weight", [0.0, 1.0])
 def test_l1_alone_ignores_the_discriminator(gan_weight):
     # Two models alike but for D's weights, stepped on the same pairs with the same dropout draws:
@@ -285,6 +298,6 @@ def test_a_killed_translation_cell_resumes_to_the_same_weights(tmp_path, cache):
     wa, wb = (
         torch.load(tmp_path / d / cell, weights_only=True)["variant"] for d in ("whole", "killed")
     )
-    assert sorted(wa) == ["D", "G", "opt_D", "opt_G"]
+    assert sorted(wa) == ["D", "G", "opt_D", "opt_G", "sched_D", "sched_G"]
     for net in ("D", "G"):
         assert all(torch.equal(wa[net][k], wb[net][k]) for k in wa[net]), net
