@@ -59,7 +59,7 @@ def tests(session: nox.Session) -> None:
 
 
 # The quality gates: one suite per task, together covering every registered variant.
-QUALITY_SUITES = ("ci", "ci_paired")
+QUALITY_SUITES = ("ci", "ci_paired", "ci_unpaired")
 
 
 def run_benchmarks(session: nox.Session, json_path: str) -> None:

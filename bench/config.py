@@ -67,7 +67,7 @@ class Tracking(BaseModel):
     model_config = STRICT
     enabled: bool = True  # mirror the run to MLflow (the run folder is written either way)
     uri: str | None = None  # tracking URI; else MLFLOW_TRACKING_URI; else results/mlflow.db
-    log_weights: bool = False  # also log each cell's final generator weights as an artifact
+    log_weights: bool = False  # also log each cell's final weights (networks.pt) as an artifact
 
 
 # --- Tuning (bench tune): search spaces per variant entry, objective, pruner ------------------------
@@ -442,13 +442,8 @@ def _resolve_entries(spec: SuiteSpec, where: str) -> tuple[Entry, ...]:
 
 def objective_columns(spec: SuiteSpec) -> list[str]:
     """The result columns the suite's metrics fill on its tuning dataset."""
-    from bench import backbones
-    from bench.datasets.images import IMAGE_DATASETS
-    from bench.metrics import produced_columns
-
     dataset = spec.tuning.dataset or spec.datasets[0]
-    names = [backbones.column_name(kind, dataset) for kind in spec.eval.backbones]
-    return produced_columns(spec.metrics, names if dataset in IMAGE_DATASETS else [])
+    return TASKS.get(spec.task)().result_columns(spec.metrics, spec.eval.backbones, dataset)
 
 
 def objective_column(spec: SuiteSpec) -> str:
@@ -558,7 +553,8 @@ def _check_claims(spec: SuiteSpec, entries: tuple[Entry, ...], where: str) -> No
                                  f"'{dataset}' (its datasets: {', '.join(entry.datasets)})")  # fmt: skip
         head, _, tail = claim.metric.partition("/")
         known = (claim.metric in plain or claim.metric in DIAGNOSTIC_COLUMNS
-                 or claim.metric in PERFORMANCE_COLUMNS or (head in prefixes and tail))  # fmt: skip
+                 or claim.metric in PERFORMANCE_COLUMNS or (head in prefixes and tail)
+                 or (head in plain and tail))  # fmt: skip
         if not known:
             allowed = [*plain, *(f"{p}/<backbone>" for p in sorted(prefixes)),
                        *DIAGNOSTIC_COLUMNS, *PERFORMANCE_COLUMNS]  # fmt: skip

@@ -350,7 +350,8 @@ def _glossary() -> list[str]:
         "failed (the `note` says why). Empty metric cells were not computable; `note` says why.",
         "- `config.json`: the fully resolved suite (every default filled in); `env.json`: commit, "
         "package versions, device and threads.",
-        "- `cells/<variant>__<dataset>__s<seed>/`: final generator weights (`generator.pt`), critic "
+        "- `cells/<variant>__<dataset>__s<seed>/`: final weights of every network (`networks.pt`; "
+        "the generator alone also in `generator.pt`), critic "
         "weight histograms at every evaluation (`weight_hist.npz`), final samples (`samples.npz`), "
         "and the cell's last checkpoint (`checkpoint.pt`), from which `bench resume` continues.",
     ]
@@ -500,5 +501,10 @@ def _evaluation_line(cfg: dict[str, Any]) -> str:
         return (
             f"- Evaluation: every {every} steps, the same (per seed) {n} held-out sources "
             "translated and compared with their targets (at most the held-out split's size)."
+        )
+    if cfg.get("task") == "unpaired_translation":
+        return (
+            f"- Evaluation: every {every} steps, the same (per seed) {n} held-out images of each "
+            "domain translated to the other and back (at most the held-out split's size)."
         )
     return f"- Evaluation: every {every} steps on {n} generated vs real samples from fixed per-seed latents."

@@ -209,7 +209,9 @@ def run_cell(job: CellJob, emit: Emit, should_stop: ShouldStop | None = None) ->
                 interval_start = time.perf_counter()
 
         # Keep what the cell made; the finished checkpoint, written last, marks the cell complete.
-        _save_torch(cell_dir / "generator.pt", variant.G.state_dict())
+        _save_torch(cell_dir / "networks.pt", variant.networks())
+        if hasattr(variant, "G"):  # the generator alone too, where there is one
+            _save_torch(cell_dir / "generator.pt", variant.G.state_dict())
         _save_histograms(cell_dir / "weight_hist.npz", evaluate.histograms, mem_scope)
         save_checkpoint(finished=status)
         return status

@@ -230,7 +230,7 @@ class Tracker:
         if not run_id or cell in self.state["cells_closed"]:
             return
         cell_dir = self.run_dir / "cells" / cell
-        weights = [cell_dir / "generator.pt"] if self.log_weights else []
+        weights = [cell_dir / "networks.pt"] if self.log_weights else []
         for path in [cell_dir / "weight_hist.npz", cell_dir / "samples.npz", *weights,
                      self.run_dir / "env.json"]:  # fmt: skip
             if path.is_file():

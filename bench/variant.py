@@ -60,6 +60,13 @@ class Variant:
         budget, for schedules over it. Subclasses that decay a learning rate build schedulers here."""
         self.gen_steps = gen_steps
 
+    def step_schedulers(self) -> None:
+        """Advance every learning-rate scheduler the variant holds by one generator step (none
+        exist until `set_budget` built them: a bare step keeps its rates constant)."""
+        for obj in vars(self).values():
+            if isinstance(obj, torch.optim.lr_scheduler.LRScheduler):
+                obj.step()
+
     def train_step(self, next_real: Callable[[], torch.Tensor]) -> dict[str, float]:
         """One generator update (and the critic updates before it); returns scalar losses by name."""
         raise NotImplementedError
@@ -91,6 +98,11 @@ class Variant:
             for name, obj in sorted(vars(self).items())
             if isinstance(obj, stateful)
         }
+
+    def networks(self) -> dict[str, dict[str, torch.Tensor]]:
+        """The final weights of every network the variant holds, by attribute name."""
+        return {name: m.state_dict() for name, m in sorted(vars(self).items())
+                if isinstance(m, nn.Module)}  # fmt: skip
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for name, obj_state in state.items():

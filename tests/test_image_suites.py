@@ -25,6 +25,7 @@ def test_every_image_variant_is_in_some_image_suite():
         "mode_collapse",
         "wgan_vs_gp_images",
         "translation_paired",
+        "translation_unpaired",
     ]:
         names |= {e.variant for e in load_suite(suite).entries}
     assert names == set(VARIANTS.names())

@@ -173,7 +173,11 @@ def test_new_baseline_shows_what_changed(gated_run, cli, tmp_path):
     assert "wgan · 8gaussians · energy_distance: " in out and "(+100.0%)" in out
 
 
-QUALITY_SUITES = ("ci", "ci_paired")  # as in noxfile.py: nox -s regress gates each of them
+QUALITY_SUITES = (
+    "ci",
+    "ci_paired",
+    "ci_unpaired",
+)  # as in noxfile.py: nox -s regress gates each of them
 
 
 def test_the_quality_suites_together_train_every_registered_variant():
@@ -181,7 +185,9 @@ def test_the_quality_suites_together_train_every_registered_variant():
     gated = {e.variant for name in QUALITY_SUITES
              for e in load_suite(str(REPO / "suites" / f"{name}.toml")).entries}  # fmt: skip
     assert gated == set(VARIANTS.names())
-    assert 'QUALITY_SUITES = ("ci", "ci_paired")' in (REPO / "noxfile.py").read_text()
+    assert (
+        'QUALITY_SUITES = ("ci", "ci_paired", "ci_unpaired")' in (REPO / "noxfile.py").read_text()
+    )
 
 
 @pytest.mark.parametrize("name", QUALITY_SUITES)

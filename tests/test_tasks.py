@@ -52,6 +52,37 @@ d_layers = 1
 """
 
 
+UNPAIRED_SUITE = """
+description = "tiny unpaired translation"
+task = "unpaired_translation"
+seeds = [0]
+datasets = ["mnist2textured"]
+metrics = ["label_preservation", "fid", "cycle_l1"]
+
+[budget]
+gen_steps = 8
+
+[train]
+batch_size = 4
+workers = 1
+
+[eval]
+every = 4
+num_samples = 40
+reference_split = "held_out"
+kid_subsets = 2
+
+[variant_defaults]
+ngf = 4
+ndf = 4
+n_blocks = 1
+d_layers = 1
+pool_size = 6
+
+[variants.cyclegan]
+"""
+
+
 # --- Validation ----------------------------------------------------------------------------------
 
 MISFITS = {
@@ -65,8 +96,9 @@ MISFITS = {
         ("[variant_defaults]\nngf = 4\nndf = 4\nd_layers = 1\n", ""),
     ), "variant 'dcgan' does not fit task 'paired_translation'"),
     "an unknown task": ((
-        ('task = "paired_translation"', 'task = "unpaired_translation"'),
-    ), "unknown task 'unpaired_translation'; known tasks: generation, paired_translation"),
+        ('task = "paired_translation"', 'task = "image_translation"'),
+    ), "unknown task 'image_translation'; known tasks: generation, paired_translation, "
+       "unpaired_translation"),
     "a paired metric in a generation suite": ((
         ('task = "paired_translation"\n', ""),
         ('datasets = ["edges2digits"]', 'datasets = ["mnist5k"]'),
@@ -81,6 +113,15 @@ MISFITS = {
         ('metrics = ["label_preservation", "l1", "psnr", "ssim", "fid"]',
          'metrics = ["label_accuracy"]'),
     ), "'label_accuracy' applies to task generation, not to 'paired_translation'"),
+    "a paired metric on unpaired data": ((
+        ('task = "paired_translation"', 'task = "unpaired_translation"'),
+        ('datasets = ["edges2digits"]', 'datasets = ["mnist2textured"]'),
+        ("[variants.pix2pix]", "[variants.cyclegan]"),
+        ("d_layers = 1\n", "d_layers = 1\nn_blocks = 1\n"),
+    ), "'l1' applies to task paired_translation, not to 'unpaired_translation'"),
+    "an unpaired variant in a paired suite": ((
+        ("[variants.pix2pix]", "[variants.cyclegan]"),
+    ), "variant 'cyclegan' does not fit task 'paired_translation'"),
 }  # fmt: skip
 
 
@@ -105,8 +146,9 @@ def test_a_suite_that_does_not_fit_its_task_is_refused(case, write_suite, bench,
 def test_tasks_and_the_translation_variant_are_listed(bench):
     rc, _ = bench("list")
     assert rc == 0
-    assert {"generation", "paired_translation"} <= set(TASKS.names())
+    assert set(TASKS.names()) == {"generation", "paired_translation", "unpaired_translation"}
     assert "translates" in VARIANTS.get("pix2pix").capabilities
+    assert "translates_unpaired" in VARIANTS.get("cyclegan").capabilities
 
 
 # --- A model without a critic --------------------------------------------------------------------
@@ -155,7 +197,7 @@ def test_a_model_without_a_critic_runs_without_critic_columns(tmp_path):
     assert [r["step"] for r in rows] == [0, 3, 6]
     assert all(math.isfinite(r["energy_distance"]) for r in rows)
     assert not {"critic_loss", "clip_saturation", "act_grad_log10_slope"} & set().union(*rows)
-    assert (tmp_path / "cell" / "generator.pt").is_file()
+    assert set(torch.load(tmp_path / "cell" / "networks.pt", weights_only=True)) == {"G"}
 
 
 # --- edges2digits and the paired metrics ---------------------------------------------------------
@@ -192,6 +234,98 @@ def test_paired_metrics_match_hand_computed_values():
     x = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     assert mean_ssim(x, x) == pytest.approx(1.0)
     assert mean_ssim(x, 1 - x) < 0
+
+
+def test_mnist2textured_draws_its_two_domains_from_different_digits():
+    data = DATASETS.get("mnist2textured")()
+    digits = DATASETS.get("mnist5k")()
+    a, b = data.domains["A"], data.domains["B"]
+    for split in ("train", "held_out"):
+        images, labels = digits.split(split)
+        assert torch.equal(a.split(split)[0], images[0::2])  # A: the even rows, as they are
+        assert torch.equal(b.split(split)[1], labels[1::2])  # B: built from the odd rows
+        assert b.split(split)[0].shape == images[1::2].shape
+        # Ink where the digit is, lightened texture ([128, 255]) where it is not.
+        ink = images[1::2] > 200
+        assert (b.split(split)[0][ink] < 60).float().mean() > 0.9
+        assert (b.split(split)[0][images[1::2] == 0] >= 128).all()
+    # Training and held-out digits sit on different patches: their backgrounds never coincide.
+    bg = [b.split(s)[0][images_blank] for s, images_blank in
+          (("train", digits.split("train")[0][1::2] == 0),
+           ("held_out", digits.split("held_out")[0][1::2] == 0))]  # fmt: skip
+    assert bg[0].float().mean() != bg[1].float().mean()
+    assert data.fingerprint() == DATASETS.get("mnist2textured")().fingerprint()
+    assert data.kind == "unpaired" and data.domain_classifiers == {
+        "A": "mnist5k",
+        "B": "textured_digits",
+    }
+
+
+def test_unpaired_columns_name_their_direction_and_tuning_resolves_them():
+    from bench.config import objective_columns
+
+    spec = load_suite(str(REPO / "suites" / "translation_unpaired.toml")).spec
+    spec = spec.model_copy(update={"tuning": spec.tuning or _tuning("fid")})
+    columns = objective_columns(spec)
+    assert columns[:3] == ["label_preservation/lenet-textured_digits/A2B",
+                           "fid/lenet-textured_digits/A2B", "cycle_l1/A2B2A"]  # fmt: skip
+    assert "fid/lenet-mnist5k/B2A" in columns and "cycle_l1/B2A2B" in columns
+    from bench.metrics import column_direction
+
+    assert column_direction("cycle_l1/A2B2A") is False
+    assert column_direction("label_preservation/lenet-mnist5k/B2A") is True
+
+
+def _tuning(objective: str):
+    from bench.config import Tuning
+
+    return Tuning(objective=objective)
+
+
+# --- CycleGAN ------------------------------------------------------------------------------------
+
+
+def build_cyclegan(seed=0, shape=(1, 28, 28), source=(1, 28, 28), **overrides):
+    seed_everything(seed, CPU)
+    cls = VARIANTS.get("cyclegan")
+    cfg = cls.Config.model_validate({"ngf": 4, "ndf": 4, "n_blocks": 1, "d_layers": 1,
+                                     "pool_size": 3, **overrides})  # fmt: skip
+    return cls(cfg, DataSpec(shape, 10, source), CPU)
+
+
+def test_cyclegan_steps_translate_both_ways_and_repeat_exactly():
+    model = build_cyclegan()
+    losses = model.train_step(pairs(n=2))
+    again = build_cyclegan().train_step(pairs(n=2))
+    assert losses == again and all(math.isfinite(v) for v in losses.values())
+    assert set(losses) == {"loss/generator", "loss/cycle", "loss/identity", "loss/critic_A",
+                           "loss/critic_B"}  # fmt: skip
+    x = pairs(n=2)()[0]
+    assert model.translate(x, "A2B").shape == model.translate(x, "B2A").shape == x.shape
+    # Grey A and RGB B: no identity loss (it needs equal channels), each G maps its own channels.
+    rgb = build_cyclegan(shape=(3, 28, 28))
+    g = torch.Generator().manual_seed(0)
+    out = rgb.train_step(lambda: (torch.rand(2, 1, 28, 28, generator=g) * 2 - 1,
+                                  torch.rand(2, 3, 28, 28, generator=g) * 2 - 1))  # fmt: skip
+    assert "loss/identity" not in out
+    assert rgb.translate(x, "A2B").shape == (2, 3, 28, 28)
+
+
+def test_the_image_history_fills_then_swaps_half_of_what_it_is_shown():
+    from variants.cyclegan import ImagePool
+
+    torch.manual_seed(0)
+    pool = ImagePool(4, (1, 2, 2))
+    first = torch.arange(4.0).view(4, 1, 1, 1).expand(4, 1, 2, 2)
+    assert torch.equal(pool.query(first), first) and int(pool.count) == 4  # filling: as given
+    new = (100 + torch.arange(200.0)).view(200, 1, 1, 1).expand(200, 1, 2, 2)
+    out = pool.query(new)
+    swapped = (out[:, 0, 0, 0] != new[:, 0, 0, 0]).float().mean()
+    assert 0.35 < swapped < 0.65  # about half come from the history instead
+    assert (pool.images[:, 0, 0, 0] >= 100).all()  # the old images were all replaced by new ones
+    assert set(out[:, 0, 0, 0].tolist()) <= set(first[:, 0, 0, 0].tolist()) | set(
+        new[:, 0, 0, 0].tolist()
+    )  # nothing made up
 
 
 # --- Pix2Pix -------------------------------------------------------------------------------------
@@ -273,10 +407,44 @@ def test_paired_translation_runs_end_to_end(write_suite, bench, cache, tmp_path,
     assert len(list((cell / "grids").glob("*.png"))) == 3
 
 
-def test_a_killed_translation_cell_resumes_to_the_same_weights(tmp_path, cache):
-    suite = tmp_path / "paired.toml"
-    suite.write_text(textwrap.dedent(PAIRED_SUITE).replace('metrics = ["label_preservation", '
-                     '"l1", "psnr", "ssim", "fid"]', 'metrics = ["l1", "psnr"]')
+@pytest.mark.slow
+def test_unpaired_translation_runs_end_to_end(write_suite, bench, cache, tmp_path, monkeypatch):
+    monkeypatch.setenv("GAN_BENCH_CACHE", str(cache))
+    rc, err = bench("run", f"suite={write_suite(UNPAIRED_SUITE)}", "tracking.enabled=false",
+                    f"out={tmp_path / 'run'}")  # fmt: skip
+    assert rc == 0, err
+    rows = pd.read_csv(tmp_path / "run" / "results.csv")
+    assert list(rows["step"]) == [0, 4, 8] and (rows["status"] == "ok").all()
+    final = rows.iloc[-1]
+    for direction, backbone in (("A2B", "lenet-textured_digits"), ("B2A", "lenet-mnist5k")):
+        assert 0 <= final[f"label_preservation/{backbone}/{direction}"] <= 1
+        assert final[f"fid/{backbone}/{direction}"] > 0
+        assert final[f"n_fake/{backbone}/{direction}"] == 40
+    assert 0 < final["cycle_l1/A2B2A"] < 1 and 0 < final["cycle_l1/B2A2B"] < 1
+    assert not {"critic_loss", "clip_saturation"} & set(rows.columns)  # two critics: none logged
+    cell = tmp_path / "run" / "cells" / "cyclegan__mnist2textured__s0"
+    with np.load(cell / "samples.npz") as s:
+        assert s["fake_A2B"].shape == s["source_A"].shape == (40, 1, 28, 28)
+    assert len(list((cell / "grids").glob("*.png"))) == 3
+    summary = (tmp_path / "run" / "summary.md").read_text()
+    assert "cycle_l1/A2B2A" in summary and "fid/lenet-mnist5k/B2A" in summary
+
+
+RESUME_CASES = {
+    "pix2pix": (PAIRED_SUITE, 'metrics = ["label_preservation", "l1", "psnr", "ssim", "fid"]',
+                'metrics = ["l1", "psnr"]', "variants.pix2pix", "Pix2Pix",
+                "pix2pix__edges2digits__s0"),
+    "cyclegan": (UNPAIRED_SUITE, 'metrics = ["label_preservation", "fid", "cycle_l1"]',
+                 'metrics = ["cycle_l1"]', "variants.cyclegan", "CycleGAN",
+                 "cyclegan__mnist2textured__s0"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(RESUME_CASES))
+def test_a_killed_translation_cell_resumes_to_the_same_weights(name, tmp_path):
+    text, metrics, fewer, module, owner, cell = RESUME_CASES[name]
+    suite = tmp_path / "translation.toml"
+    suite.write_text(textwrap.dedent(text).replace(metrics, fewer)
                      .replace("gen_steps = 8", "gen_steps = 12"))  # fmt: skip
     args = ("run", f"suite={suite}", "tracking.enabled=false")
     whole = run(tmp_path, *args, f"out={tmp_path / 'whole'}")
@@ -285,7 +453,7 @@ def test_a_killed_translation_cell_resumes_to_the_same_weights(tmp_path, cache):
     faults = tmp_path / "faults"
     faults.mkdir()
     (faults / "sitecustomize.py").write_text(SITECUSTOMIZE.format(
-        module="variants.pix2pix", owner="Pix2Pix", name="train_step", n=7, how="kill"))  # fmt: skip
+        module=module, owner=owner, name="train_step", n=7, how="kill"))  # fmt: skip
     killed = run(tmp_path, *args, f"out={tmp_path / 'killed'}", faults=faults)
     assert killed.returncode != 0
     resumed = run(tmp_path, "resume", str(tmp_path / "killed"))
@@ -294,10 +462,11 @@ def test_a_killed_translation_cell_resumes_to_the_same_weights(tmp_path, cache):
         pd.read_csv(tmp_path / d / "results.csv").drop(columns=TIMING) for d in ("whole", "killed")
     )
     pd.testing.assert_frame_equal(a, b, check_exact=True)
-    cell = "cells/pix2pix__edges2digits__s0/checkpoint.pt"
-    wa, wb = (
-        torch.load(tmp_path / d / cell, weights_only=True)["variant"] for d in ("whole", "killed")
-    )
-    assert sorted(wa) == ["D", "G", "opt_D", "opt_G", "sched_D", "sched_G"]
-    for net in ("D", "G"):
+    # Every network (CycleGAN's image histories included), optimiser and scheduler, bit for bit.
+    wa, wb = (torch.load(tmp_path / d / "cells" / cell / "checkpoint.pt", weights_only=True)
+              ["variant"] for d in ("whole", "killed"))  # fmt: skip
+    assert sorted(wa) == sorted(wb) and {"sched_G", "sched_D", "opt_G", "opt_D"} <= set(wa)
+    nets = torch.load(tmp_path / "whole" / "cells" / cell / "networks.pt", weights_only=True)
+    assert set(nets) == set(wa) - {"sched_G", "sched_D", "opt_G", "opt_D"}
+    for net in nets:
         assert all(torch.equal(wa[net][k], wb[net][k]) for k in wa[net]), net

@@ -1,3 +1,3 @@
 """Variant implementations, one algorithm per module. Importing this package registers them all."""
 
-from variants import cgan, dcgan, gan, lsgan, pix2pix, wgan, wgan_gp  # noqa: F401
+from variants import cgan, cyclegan, dcgan, gan, lsgan, pix2pix, wgan, wgan_gp  # noqa: F401

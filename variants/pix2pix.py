@@ -30,6 +30,7 @@ from bench.registry import VARIANTS
 from bench.variant import Betas, Variant, VariantConfig
 from variants.losses import gan_discriminator_loss, gan_generator_loss_nonsaturating
 from variants.nets import dcgan_init
+from variants.schedules import linear_decay
 
 
 class Pix2PixConfig(VariantConfig):
@@ -133,13 +134,8 @@ class Pix2Pix(Variant):
 
     def set_budget(self, gen_steps: int) -> None:
         super().set_budget(gen_steps)
-        start = int(self.cfg.lr_decay_from * gen_steps)
-
-        def factor(step: int) -> float:  # 1 until `start`, then down to 1/(n+1) at the last step
-            return 1.0 - max(0, step - start) / (gen_steps - start + 1)
-
-        self.sched_G = torch.optim.lr_scheduler.LambdaLR(self.opt_G, factor)
-        self.sched_D = torch.optim.lr_scheduler.LambdaLR(self.opt_D, factor)
+        self.sched_G = linear_decay(self.opt_G, gen_steps, self.cfg.lr_decay_from)
+        self.sched_D = linear_decay(self.opt_D, gen_steps, self.cfg.lr_decay_from)
 
     @property
     def z_dim(self) -> int:
@@ -179,8 +175,6 @@ class Pix2Pix(Variant):
         self.opt_G.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_G.step()
-        for sched in (getattr(self, "sched_G", None), getattr(self, "sched_D", None)):
-            if sched is not None:  # no budget given (a bare step): constant learning rates
-                sched.step()
+        self.step_schedulers()
         return {"loss/critic": d_loss.item(), "loss/generator": adversarial.item(),
                 "loss/l1": l1.item()}  # fmt: skip

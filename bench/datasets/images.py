@@ -22,7 +22,8 @@ from bench.registry import DATASETS
 
 SPLIT_SEED = 0  # fixes the train/held-out split of the packaged sets; part of their fingerprint
 IMAGE_DATASETS = (
-    "digits", "mnist5k", "stacked_mnist", "mnist", "fashion_mnist", "cifar10", "edges2digits"
+    "digits", "mnist5k", "stacked_mnist", "mnist", "fashion_mnist", "cifar10", "edges2digits",
+    "textured_digits", "mnist2textured",
 )  # fmt: skip
 STACKED_SPLIT = 10_000  # fixed triples in each split of stacked_mnist
 
@@ -261,6 +262,102 @@ class Edges2Digits(PairedImageDataset):
 
 
 DATASETS.add("edges2digits", Edges2Digits)
+
+
+# --- Unpaired translation (offline) ----------------------------------------------------------------
+
+TEXTURES = ("brick", "grass", "gravel")  # scikit-image's 512×512 grey textures
+
+
+def _digit_half(split: tuple[torch.Tensor, torch.Tensor], half: int) -> tuple[torch.Tensor, ...]:
+    """Every other image of a split (half 0: even rows, half 1: odd rows): the two domains of
+    mnist2textured are drawn from different digit images."""
+    images, labels = split
+    return images[half::2], labels[half::2]
+
+
+def _blend(digits: torch.Tensor, split: str) -> torch.Tensor:
+    """Each digit inked in black over a random 28×28 patch of one of the textures, lightened to
+    [128, 255] so the strokes stand out (MNIST-M blends digits into photo patches the same way).
+    Training digits take patches from the textures' top halves, held-out digits from their bottom
+    halves, so the two splits share no patch."""
+    from skimage import data
+
+    textures = np.stack([getattr(data, name)() for name in TEXTURES]).astype(np.int16)
+    rng = np.random.default_rng([SPLIT_SEED, 0 if split == "train" else 1])
+    n, _, h, w = digits.shape
+    which = rng.integers(len(TEXTURES), size=n)
+    top = rng.integers(256 - h, size=n) + (0 if split == "train" else 256)
+    left = rng.integers(512 - w, size=n)
+    rows, cols = top[:, None] + np.arange(h), left[:, None] + np.arange(w)
+    patches = textures[which[:, None, None], rows[:, :, None], cols[:, None, :]]
+    ink = digits[:, 0].numpy().astype(np.float64) / 255.0
+    out = np.rint((128 + patches / 2) * (1.0 - ink)).astype(np.uint8)
+    return torch.from_numpy(out[:, None])
+
+
+@DATASETS.register("textured_digits")
+def textured_digits() -> ImageDataset:
+    """mnist5k digits blended over patches of scikit-image's brick, grass and gravel textures, 28×28
+    (an MNIST-M-like domain, grey); built from the odd rows of mnist5k's splits."""
+    digits = mnist5k().splits
+    splits = {}
+    for name, split in digits.items():
+        images, labels = _digit_half(split, 1)
+        splits[name] = (_blend(images, name), labels)
+    return ImageDataset("textured_digits", splits)
+
+
+class UnpairedImageDataset(Dataset):
+    """Two image domains, A and B, with no pairing between them: each has its own splits, labels
+    and domain classifier (the feature space its images are measured in)."""
+
+    kind = "unpaired"
+    # The dataset whose domain classifier measures each domain (known without building anything).
+    domain_classifiers: dict[str, str] = {}
+
+    def __init__(self, name: str, domains: dict[str, ImageDataset]) -> None:
+        self.name = name
+        self.domains = domains
+        self.shape = domains["B"].shape
+        self.num_classes = max(d.num_classes for d in domains.values())
+
+    @property
+    def spec(self) -> DataSpec:
+        return DataSpec(tuple(self.shape), self.num_classes, tuple(self.domains["A"].shape))
+
+    def sample_domains(
+        self, n: int, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`n` training images of A and, drawn independently, `n` of B, as float [-1, 1]."""
+        return self.domains["A"].sample(n, generator), self.domains["B"].sample(n, generator)
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return self.domains["B"].sample(n, generator)
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        for key in sorted(self.domains):
+            h.update(f"{key}:{self.domains[key].fingerprint()}".encode())
+        return h.hexdigest()
+
+
+class Mnist2Textured(UnpairedImageDataset):
+    """Unpaired: plain mnist5k digits (A) ↔ textured_digits (B), 28×28 grey. A holds the even rows
+    of mnist5k's splits, B is built from the odd rows, so no digit image is on both sides."""
+
+    domain_classifiers = {"A": "mnist5k", "B": "textured_digits"}
+
+    def __init__(self) -> None:
+        digits = mnist5k().splits
+        plain = ImageDataset(
+            "mnist2textured_A", {name: _digit_half(split, 0) for name, split in digits.items()}
+        )
+        plain.classifier_data = "mnist5k"
+        super().__init__("mnist2textured", {"A": plain, "B": textured_digits()})
+
+
+DATASETS.add("mnist2textured", Mnist2Textured)
 
 
 # --- torchvision sets (data root, download when online) --------------------------------------------

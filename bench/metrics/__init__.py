@@ -53,6 +53,8 @@ def metric_columns(metrics: Iterable[str], columns: Iterable[str]) -> list[str]:
             out += [c for p in prefixes for c in columns if c.split("/", 1)[0] == p]
         elif name in columns:
             out.append(name)
+        else:  # a metric filled once per direction: cycle_l1 → cycle_l1/A2B2A, cycle_l1/B2A2B
+            out += [c for c in columns if c.split("/", 1)[0] == name]
     return out
 
 
@@ -63,6 +65,9 @@ def column_direction(column: str) -> bool | None:
 
     if column in METRICS:
         return METRICS.get(column).higher_is_better
+    head = column.split("/", 1)[0]
+    if head in METRICS and not isinstance(METRICS.get(head), ImageMetric):
+        return METRICS.get(head).higher_is_better  # a plain metric filled per direction
     if column.split("/", 1)[0].endswith("_std"):
         return None
     return column_higher_is_better(column)

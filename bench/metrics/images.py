@@ -42,21 +42,21 @@ def _not_direct(*_: Any) -> float:
     raise NotApplicable("image metrics are computed by ImageEvaluator, not one at a time")
 
 
-BOTH = ("generation", "paired_translation")  # tasks whose outputs are images of one domain
+ALL = ("generation", "paired_translation", "unpaired_translation")  # every task outputs images
 IMAGE_METRICS = [
     ImageMetric("fid", _not_direct, False, "Fréchet distance of backbone features (torch-fidelity)",
-                BOTH, columns=(("fid", False),)),
+                ALL, columns=(("fid", False),)),
     ImageMetric("kid", _not_direct, False, "kernel distance of backbone features, mean and std over "
-                "subsets (torch-fidelity)", BOTH, columns=(("kid", False), ("kid_std", False))),
+                "subsets (torch-fidelity)", ALL, columns=(("kid", False), ("kid_std", False))),
     ImageMetric("is", _not_direct, True, "Inception Score from the backbone's classifier "
-                "(torch-fidelity)", BOTH, columns=(("is", True), ("is_std", False)),
+                "(torch-fidelity)", ALL, columns=(("is", True), ("is_std", False)),
                 needs_logits=True),
     ImageMetric("prc", _not_direct, True, "precision and recall, k = 3 (torch-fidelity)",
-                BOTH, columns=(("precision", True), ("recall", True))),
+                ALL, columns=(("precision", True), ("recall", True))),
     ImageMetric("prdc", _not_direct, True, "density and coverage, k = 5 (prdc)",
-                BOTH, columns=(("density", True), ("coverage", True))),
+                ALL, columns=(("density", True), ("coverage", True))),
     ImageMetric("class_coverage", _not_direct, True, "classes hit by the domain classifier's "
-                "predictions and KL(class histogram ‖ uniform)", BOTH,
+                "predictions and KL(class histogram ‖ uniform)", ALL,
                 columns=(("classes_covered", True), ("class_kl", False)), needs_logits=True),
     ImageMetric("label_accuracy", _not_direct, True, "for a conditional generator: how often the "
                 "domain classifier reads the label it was asked for", ("generation",),
@@ -65,7 +65,8 @@ IMAGE_METRICS = [
     # source showed; for digits, whether the target domain's classifier reads the source's digit.
     ImageMetric("label_preservation", _not_direct, True, "for a translation: how often the target "
                 "domain's classifier reads the source image's class from the output",
-                ("paired_translation",), columns=(("label_preservation", True),),
+                ("paired_translation", "unpaired_translation"),
+                columns=(("label_preservation", True),),
                 needs_logits=True),
 ]  # fmt: skip
 for _metric in IMAGE_METRICS:

@@ -71,3 +71,10 @@ PAIR_METRICS = [
 ]  # fmt: skip
 for _metric in PAIR_METRICS:
     METRICS.add(_metric.name, _metric)
+
+# Unpaired translation has no targets; how well a round trip returns its input is CycleGAN's own
+# measure (its cycle-consistency loss). Filled by the task per direction: `cycle_l1/A2B2A`.
+METRICS.add("cycle_l1", Metric(
+    "cycle_l1", _not_sample_metric, False, "mean absolute difference between an image and its "
+    "round trip through both translators, images in [0, 1]", ("unpaired_translation",),
+))  # fmt: skip

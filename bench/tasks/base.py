@@ -68,8 +68,34 @@ class Task:
     def evaluation(self, ctx: EvalContext) -> Evaluation:
         raise NotImplementedError
 
+    def result_columns(self, metrics: list[str], backbones: list[str], dataset: str) -> list[str]:
+        """The result columns `metrics` fill on the registered dataset `dataset`, known without
+        building it: image metrics once per backbone, in backbone order."""
+        from bench.backbones import column_name
+        from bench.datasets.images import IMAGE_DATASETS
+        from bench.metrics import produced_columns
+
+        names = [column_name(kind, dataset) for kind in backbones]
+        return produced_columns(metrics, names if dataset in IMAGE_DATASETS else [])
+
 
 # --- Pieces every task's evaluation uses ---------------------------------------------------------
+
+
+def leaving_no_trace(
+    variant: Variant, device: torch.device, seed: int, fn: Callable[[], Any]
+) -> Any:
+    """`fn()` run so that training cannot tell it happened: every network's buffers (BatchNorm
+    statistics) are restored afterwards, and the randomness it draws (dropout) comes from `seed`
+    on a forked global generator."""
+    nets = [m for m in vars(variant).values() if isinstance(m, torch.nn.Module)]
+    buffers = [{k: v.clone() for k, v in m.state_dict().items()} for m in nets]
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        out = fn()
+    for m, state in zip(nets, buffers, strict=True):
+        m.load_state_dict(state)
+    return out
 
 
 def sample_metrics(

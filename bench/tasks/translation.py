@@ -28,6 +28,7 @@ from bench.tasks.base import (
     Evaluation,
     Task,
     critic_columns,
+    leaving_no_trace,
     sample_metrics,
     save_grid,
     save_samples,
@@ -86,16 +87,8 @@ class TranslationEval(Evaluation):
     def translate(self) -> torch.Tensor:
         """Outputs for the fixed sources; the model's buffers and the global RNG are untouched."""
         variant, device = self.ctx.variant, self.ctx.device
-        nets = [m for m in vars(variant).values() if isinstance(m, torch.nn.Module)]
-        buffers = [{k: v.clone() for k, v in m.state_dict().items()} for m in nets]
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(self.translate_seed)
-            out = torch.cat(
-                [variant.translate(s.to(device)) for s in self.source.split(EVAL_CHUNK)]
-            )
-        for m, state in zip(nets, buffers, strict=True):
-            m.load_state_dict(state)
-        return out
+        return leaving_no_trace(variant, device, self.translate_seed, lambda: torch.cat(
+            [variant.translate(s.to(device)) for s in self.source.split(EVAL_CHUNK)]))  # fmt: skip
 
     def __call__(self, step: int) -> dict[str, Any]:
         t0 = time.perf_counter()
