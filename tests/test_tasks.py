@@ -200,6 +200,31 @@ def test_a_model_without_a_critic_runs_without_critic_columns(tmp_path):
     assert set(torch.load(tmp_path / "cell" / "networks.pt", weights_only=True)) == {"G"}
 
 
+def test_a_cold_feature_cache_gives_the_same_numbers_as_a_warm_one(tmp_path):
+    # torch's DataLoader draws its base seed from the global generator; extracting the real
+    # features (only when they are not cached) must not shift the training noise after it.
+    suite = load_suite(str(REPO / "suites" / "ci.toml"), overrides={"eval.num_samples": "64",
+                       "eval.num_real": "128"})  # fmt: skip
+    eval_cfg = suite.spec.eval.model_dump() | {"every": 3, "at_start": False}
+
+    def cell(name: str) -> list[dict]:
+        rows = []
+        job = CellJob(
+            cell_id=name, label="dcgan", variant="dcgan", config={"ngf": 4, "ndf": 4},
+            dataset="digits", seed=0, gen_steps=3, batch_size=8, eval=eval_cfg,
+            metrics=["fid"], device="cpu", cell_dir=str(tmp_path / name),
+            cache_dir=str(tmp_path / "cache"),
+        )  # fmt: skip
+        assert run_cell(job, lambda kind, p: rows.extend(p) if kind == "rows" else 0) == "ok"
+        timing = {"train_seconds", "img_per_s", "gen_steps_per_s", "eval_seconds", "time",
+                  "peak_mem_mb"}  # fmt: skip
+        return [{k: v for k, v in r.items() if k not in timing} for r in rows]
+
+    cold = pd.DataFrame(cell("cold"))  # trains the classifier and extracts the real features
+    assert (tmp_path / "cache" / "features").is_dir()
+    pd.testing.assert_frame_equal(pd.DataFrame(cell("warm")), cold, check_exact=True)
+
+
 # --- edges2digits and the paired metrics ---------------------------------------------------------
 
 

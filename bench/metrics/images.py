@@ -167,7 +167,11 @@ class ImageEvaluator:
         if path.is_file():
             return torch.load(path, weights_only=True)
         images, _ = self.dataset.reference(self.reference_split, self.num_real)
-        features = extract(extractor, images, self.device, bb.rgb)
+        # torch's DataLoader (inside torch-fidelity) draws a seed from the global generator. This
+        # extraction happens only when the cache is cold, so it must leave that generator as it
+        # was: otherwise a cold cache shifts the training noise after it and changes every number.
+        with torch.random.fork_rng(devices=[]):
+            features = extract(extractor, images, self.device, bb.rgb)
         self.real_extractions += 1
         buf = io.BytesIO()
         torch.save(features, buf)
