@@ -105,8 +105,7 @@ def run_suite(options: dict[str, str], overrides: dict[str, str]) -> tuple[int, 
             raise UsageError("resume=true needs out=RUN_DIR, the folder to finish")
         return _resume(Path(options["out"]), suite), Path(options["out"])
     device, workers, threads = placement(suite)
-    for name in {d for entry in suite.entries for d in entry.datasets}:
-        DATASETS.get(name)()  # a dataset that is missing is reported now, before any folder exists
+    _check_data(suite)
 
     # Everything is validated: only now is a run folder created.
     run_dir = new_run_dir(suite.name, options.get("out"))
@@ -142,6 +141,21 @@ def cmd_resume(run_dir: str, args: list[str]) -> int:
             current, spec=current.spec.model_copy(update={"train": train})
         )
     return _resume(path, current)
+
+
+def _check_data(suite: Suite) -> None:
+    """Every dataset is built, and fits every variant that trains on it, before any folder exists."""
+    built = {}
+    for entry in suite.entries:
+        for name in entry.datasets:
+            if name not in built:
+                built[name] = DATASETS.get(name)()  # a missing dataset is reported here
+            problem = VARIANTS.get(entry.variant).data_problem(built[name].spec)
+            if problem:
+                raise UsageError(
+                    f"variants.{entry.label} cannot train on '{name}': {problem}; resize the "
+                    "images or pick another variant"
+                )
 
 
 def _resume(run_dir: Path, current: Suite) -> int:
@@ -485,6 +499,9 @@ def cmd_list() -> int:
     for name in DATASETS.names():
         doc = (DATASETS.get(name).__doc__ or "").strip().splitlines()[0]
         print(f"  {name:<12} {doc}")
+    from bench.datasets import folders
+
+    print(f"  (any other name: the folder of that name under the data root; {folders.LAYOUTS})")
     print("Metrics:")
     for name in METRICS.names():
         m = METRICS.get(name)

@@ -563,7 +563,7 @@ def _check_claims(spec: SuiteSpec, entries: tuple[Entry, ...], where: str) -> No
 
 
 def _check_spec(spec: SuiteSpec, where: str) -> tuple[Entry, ...]:
-    from bench.datasets.images import IMAGE_DATASETS
+    from bench.datasets.images import IMAGE_DATASETS, is_image_dataset
     from bench.metrics.images import ImageMetric
 
     try:
@@ -576,7 +576,7 @@ def _check_spec(spec: SuiteSpec, where: str) -> tuple[Entry, ...]:
         raise UsageError(f"{where}: key 'seeds': each seed may appear only once (got {spec.seeds})")
     entries = _resolve_entries(spec, where)
     image_metrics = [m for m in spec.metrics if isinstance(METRICS.get(m), ImageMetric)]
-    not_images = sorted({d for e in entries for d in e.datasets if d not in IMAGE_DATASETS})
+    not_images = sorted({d for e in entries for d in e.datasets if not is_image_dataset(d)})
     if image_metrics and not_images:
         raise UsageError(
             f"{where}: key 'metrics': {', '.join(image_metrics)} measure images, but "
@@ -584,9 +584,37 @@ def _check_spec(spec: SuiteSpec, where: str) -> tuple[Entry, ...]:
             f"{', '.join(IMAGE_DATASETS)}); remove those metrics or datasets"
         )
     _check_task_fit(spec, entries, where)
+    _check_unlabelled(spec, entries, image_metrics, where)
     _check_tuning(spec, entries, where)
     _check_claims(spec, entries, where)
     return entries
+
+
+def _check_unlabelled(
+    spec: SuiteSpec, entries: tuple[Entry, ...], image_metrics: list[str], where: str
+) -> None:
+    """Data without classes (a folder of the user's images) cannot train a domain classifier or
+    score a label metric."""
+    from bench.datasets.images import LABEL_METRICS
+
+    unlabelled = sorted({d for e in entries for d in e.datasets
+                         if getattr(DATASETS.get(d), "labelled", True) is False})  # fmt: skip
+    if not unlabelled:
+        return
+    named = ", ".join(unlabelled)
+    label_metrics = [m for m in spec.metrics if m in LABEL_METRICS]
+    if label_metrics:
+        raise UsageError(
+            f"{where}: key 'metrics': {', '.join(label_metrics)} need the data's classes, and "
+            f"{named} have none; remove those metrics for these datasets"
+        )
+    if image_metrics and "domain" in spec.eval.backbones:
+        raise UsageError(
+            f"{where}: key 'eval.backbones': 'domain' is a classifier trained on the data's "
+            f'classes, and {named} have none; use backbones = ["inception"] (with '
+            "eval.inception_weights offline) or drop the feature metrics "
+            f"({', '.join(image_metrics)})"
+        )
 
 
 def _check_task_fit(spec: SuiteSpec, entries: tuple[Entry, ...], where: str) -> None:

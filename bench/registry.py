@@ -20,6 +20,10 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
+        # Looks up a name that nobody registered (datasets: a folder of the user's images), and
+        # says what else a name may be when that fails too.
+        self.fallback: Callable[[str], T | None] = lambda name: None
+        self.fallback_hint: Callable[[], str] = lambda: ""
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator that registers its target under `name`."""
@@ -41,19 +45,23 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         """The object registered as `name`, or an error listing the known names."""
-        try:
+        if name in self._items:
             return self._items[name]
-        except KeyError:
-            known = ", ".join(sorted(self._items)) or "(none)"
-            raise RegistryError(
-                f"unknown {self.kind} '{name}'; known {self.kind}s: {known}"
-            ) from None
+        found = self.fallback(name)
+        if found is not None:
+            return found
+        known = ", ".join(sorted(self._items)) or "(none)"
+        hint = self.fallback_hint()
+        raise RegistryError(
+            f"unknown {self.kind} '{name}'; known {self.kind}s: {known}"
+            + (f" ({hint})" if hint else "")
+        )
 
     def names(self) -> list[str]:
         return sorted(self._items)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._items
+        return name in self._items or (isinstance(name, str) and self.fallback(name) is not None)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

@@ -51,6 +51,12 @@ class Variant:
         self.data = data
         self.device = device
 
+    @classmethod
+    def data_problem(cls, data: DataSpec) -> str | None:
+        """Why the networks cannot be built for `data` (for example an image size they cannot
+        take), or None; checked before a run starts."""
+        return None
+
     @property
     def z_dim(self) -> int:
         return self.cfg.z_dim

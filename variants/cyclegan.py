@@ -124,6 +124,15 @@ class CycleGAN(Variant):
     Config = CycleGANConfig
     capabilities = frozenset({"translates_unpaired"})
 
+    @classmethod
+    def data_problem(cls, data: DataSpec) -> str | None:
+        # Two stride-2 stages down and two up return an image's size only when 4 divides it.
+        if data.shape[-1] % 4 or data.shape[-2] % 4:
+            return (
+                f"the generators take sides divisible by 4, not {data.shape[-1]}×{data.shape[-2]}"
+            )
+        return None
+
     def __init__(self, cfg: CycleGANConfig, data: DataSpec, device: torch.device) -> None:
         super().__init__(cfg, data, device)
         ch_b, ch_a = data.shape[0], (data.source_shape or data.shape)[0]

@@ -121,6 +121,12 @@ class Pix2Pix(Variant):
     Config = Pix2PixConfig
     capabilities = frozenset({"translates", "critic"})
 
+    @classmethod
+    def data_problem(cls, data: DataSpec) -> str | None:
+        if data.shape[-1] != data.shape[-2]:
+            return f"the U-Net takes square images, not {data.shape[-1]}×{data.shape[-2]}"
+        return None
+
     def __init__(self, cfg: Pix2PixConfig, data: DataSpec, device: torch.device) -> None:
         super().__init__(cfg, data, device)
         channels, size = data.shape[0], data.shape[-1]

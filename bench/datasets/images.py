@@ -25,6 +25,14 @@ IMAGE_DATASETS = (
     "digits", "mnist5k", "stacked_mnist", "mnist", "fashion_mnist", "cifar10", "edges2digits",
     "textured_digits", "mnist2textured",
 )  # fmt: skip
+LABEL_METRICS = ("label_accuracy", "label_preservation")  # need the data's classes
+
+
+def is_image_dataset(name: str) -> bool:
+    """Whether the dataset `name` (registered, or a folder of images) holds images."""
+    return name in IMAGE_DATASETS or getattr(DATASETS.get(name), "holds_images", False)
+
+
 STACKED_SPLIT = 10_000  # fixed triples in each split of stacked_mnist
 
 

@@ -72,11 +72,11 @@ class Task:
         """The result columns `metrics` fill on the registered dataset `dataset`, known without
         building it: image metrics once per backbone, in backbone order."""
         from bench.backbones import column_name
-        from bench.datasets.images import IMAGE_DATASETS
+        from bench.datasets.images import is_image_dataset
         from bench.metrics import produced_columns
 
         names = [column_name(kind, dataset) for kind in backbones]
-        return produced_columns(metrics, names if dataset in IMAGE_DATASETS else [])
+        return produced_columns(metrics, names if is_image_dataset(dataset) else [])
 
 
 # --- Pieces every task's evaluation uses ---------------------------------------------------------

@@ -133,7 +133,12 @@ class UnpairedEval(Evaluation):
                 notes += [f"{direction}: {n}" for n in image_notes]
             if self.cycle:
                 row[f"cycle_l1/{direction}2{source}"] = _mean_l1(rec, images)
-            triples.append(torch.stack([images, fake, rec], 1)[: GRID_PAIRS // 2].flatten(0, 1))
+            # Grey and colour domains share one grid: grey images are repeated over R, G and B.
+            channels = max(dataset.shape[0] for dataset in ctx.dataset.domains.values())
+            triple = [
+                x[: GRID_PAIRS // 2].expand(-1, channels, -1, -1) for x in (images, fake, rec)
+            ]
+            triples.append(torch.stack(triple, 1).flatten(0, 1))
         save_grid(ctx.cell_dir / "grids" / f"step_{step:07d}.png",
                   to_uint8(torch.cat(triples)), 6)  # fmt: skip
         if step == ctx.gen_steps:
