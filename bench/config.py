@@ -54,6 +54,13 @@ class Eval(BaseModel):
     reference_split: Literal["train", "held_out"] = "train"  # the split generated images face
     kid_subsets: PositiveInt = 100  # KID subsets (torch-fidelity's default; each costs 3 kernels)
     inception_weights: str | None = None  # Inception weights file; else see bench/backbones
+    # How normalisation layers see evaluation inputs. "batch": networks stay in training mode, so
+    # BatchNorm uses the statistics of each evaluation batch of `batch_size` inputs (what the
+    # harness always did; Pix2Pix evaluates this way). "running": networks in eval mode, BatchNorm
+    # uses the running statistics of training, and results do not depend on `batch_size`.
+    # Dropout is off in "running" unless the variant keeps it at test time (pix2pix).
+    batch_norm: Literal["batch", "running"] = "batch"
+    batch_size: PositiveInt = 4096  # inputs per forward pass at evaluation
 
 
 class Checkpoint(BaseModel):

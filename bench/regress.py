@@ -204,16 +204,15 @@ def measurement_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 # Suite keys added after baselines were made, with the value every suite had before them.
-KEYS_ADDED_LATER = {"task": "generation"}
+KEYS_ADDED_LATER = {"task": "generation", "eval.batch_norm": "batch", "eval.batch_size": 4096}
 
 
 def config_changes(before: dict[str, Any], after: dict[str, Any], labels: set[str]) -> list[str]:
     """Dotted keys that can alter results and differ, counting only the variant entries in `labels`."""
 
     def flat(config: dict[str, Any]) -> dict[str, Any]:
-        config = {**KEYS_ADDED_LATER, **config}
         variants = {k: v for k, v in config.get("variants", {}).items() if k in labels}
-        return flatten({**measurement_config(config), "variants": variants})
+        return {**KEYS_ADDED_LATER, **flatten({**measurement_config(config), "variants": variants})}
 
     a, b = flat(before), flat(after)
     return sorted(

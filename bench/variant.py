@@ -42,6 +42,9 @@ class Variant:
     # (noise → sample), "translates" (source image → target image), "critic" (has a critic D whose
     # diagnostics the harness logs). A task refuses a variant that lacks what it needs.
     capabilities: ClassVar[frozenset[str]] = frozenset({"samples", "critic"})
+    # True when the model samples with dropout at test time too (Pix2Pix: dropout is its noise), so
+    # evaluation in eval mode (eval.batch_norm = "running") keeps its dropout layers on.
+    dropout_at_test: ClassVar[bool] = False
 
     G: nn.Module
     D: nn.Module

@@ -120,6 +120,9 @@ class Pix2Pix(Variant):
     paper = "Isola et al. 2017, Image-to-Image Translation with Conditional Adversarial Networks"
     Config = Pix2PixConfig
     capabilities = frozenset({"translates", "critic"})
+    # "At inference time, we run the generator net in exactly the same manner as during the training
+    # phase ... we apply dropout at test time" (section 3.2): dropout is G's noise.
+    dropout_at_test = True
 
     @classmethod
     def data_problem(cls, data: DataSpec) -> str | None:

@@ -7,7 +7,8 @@ The runner owns the loop and the clock; a task gives it `batches` (the `next_rea
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,8 +21,6 @@ from bench.datasets.base import Dataset
 from bench.io import atomic_write
 from bench.metrics.base import Metric, NotApplicable
 from bench.variant import Variant
-
-EVAL_CHUNK = 4096  # samples per forward pass during evaluation
 
 
 @dataclass
@@ -82,20 +81,38 @@ class Task:
 # --- Pieces every task's evaluation uses ---------------------------------------------------------
 
 
-def leaving_no_trace(
-    variant: Variant, device: torch.device, seed: int, fn: Callable[[], Any]
-) -> Any:
-    """`fn()` run so that training cannot tell it happened: every network's buffers (BatchNorm
-    statistics) are restored afterwards, and the randomness it draws (dropout) comes from `seed`
-    on a forked global generator."""
+@contextmanager
+def evaluation_mode(variant: Variant, batch_norm: str) -> Iterator[None]:
+    """Every network of `variant` in the mode `eval.batch_norm` names ("batch": training mode;
+    "running": eval mode, with dropout kept on for a variant that samples with it), and afterwards
+    back in its own mode with its buffers (BatchNorm statistics) as they were."""
     nets = [m for m in vars(variant).values() if isinstance(m, torch.nn.Module)]
     buffers = [{k: v.clone() for k, v in m.state_dict().items()} for m in nets]
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        out = fn()
-    for m, state in zip(nets, buffers, strict=True):
-        m.load_state_dict(state)
-    return out
+    modes = [[mod.training for mod in m.modules()] for m in nets]
+    for m in nets:
+        m.train(batch_norm == "batch")
+        if batch_norm == "running" and variant.dropout_at_test:
+            for mod in m.modules():
+                if isinstance(mod, torch.nn.modules.dropout._DropoutNd):
+                    mod.train()
+    try:
+        yield
+    finally:
+        for m, state, flags in zip(nets, buffers, modes, strict=True):
+            m.load_state_dict(state)
+            for mod, training in zip(m.modules(), flags, strict=True):
+                mod.training = training
+
+
+def leaving_no_trace(
+    variant: Variant, device: torch.device, seed: int, batch_norm: str, fn: Callable[[], Any]
+) -> Any:
+    """`fn()` run in `evaluation_mode` so that training cannot tell it happened: the randomness it
+    draws (dropout) comes from `seed` on a forked global generator."""
+    with evaluation_mode(variant, batch_norm):
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            return fn()
 
 
 def sample_metrics(

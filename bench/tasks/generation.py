@@ -16,11 +16,11 @@ from bench.datasets.images import ImageDataset, to_uint8
 from bench.metrics.images import ImageEvaluator, ImageMetric
 from bench.registry import METRICS, TASKS
 from bench.tasks.base import (
-    EVAL_CHUNK,
     EvalContext,
     Evaluation,
     Task,
     critic_columns,
+    evaluation_mode,
     sample_metrics,
     save_grid,
     save_samples,
@@ -47,10 +47,10 @@ class Generation(Task):
         return GenerationEval(ctx)
 
 
-def _chunks(x: torch.Tensor, labels: torch.Tensor | None) -> list[tuple]:
+def _chunks(x: torch.Tensor, labels: torch.Tensor | None, n: int) -> list[tuple]:
     if labels is None:
-        return [(c, None) for c in x.split(EVAL_CHUNK)]
-    return list(zip(x.split(EVAL_CHUNK), labels.split(EVAL_CHUNK), strict=True))
+        return [(c, None) for c in x.split(n)]
+    return list(zip(x.split(n), labels.split(n), strict=True))
 
 
 class GenerationEval(Evaluation):
@@ -88,9 +88,14 @@ class GenerationEval(Evaluation):
             self.evaluator.prepare()
 
     def __call__(self, step: int) -> dict[str, Any]:
+        with evaluation_mode(self.ctx.variant, self.ctx.eval_cfg["batch_norm"]):
+            return self._evaluate(step)
+
+    def _evaluate(self, step: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         ctx, variant, dataset = self.ctx, self.ctx.variant, self.ctx.dataset
-        fake = torch.cat([variant.generate(z, y) for z, y in _chunks(self.z, self.fake_labels)])
+        n = ctx.eval_cfg["batch_size"]
+        fake = torch.cat([variant.generate(z, y) for z, y in _chunks(self.z, self.fake_labels, n)])
         real_cpu, fake_cpu = self.real.cpu(), fake.cpu()
 
         row, notes = sample_metrics(self.metrics, real_cpu, fake_cpu, dataset)
@@ -107,10 +112,10 @@ class GenerationEval(Evaluation):
         if "critic" in variant.capabilities:
             with torch.no_grad():
                 real_out = torch.cat(
-                    [variant.critic(x, y) for x, y in _chunks(self.real, self.real_labels)]
+                    [variant.critic(x, y) for x, y in _chunks(self.real, self.real_labels, n)]
                 )
                 fake_out = torch.cat(
-                    [variant.critic(x, y) for x, y in _chunks(fake, self.fake_labels)]
+                    [variant.critic(x, y) for x, y in _chunks(fake, self.fake_labels, n)]
                 )
             row.update(critic_columns(variant, real_out, fake_out, ctx.eval_cfg["hist_bins"],
                                       step, self.histograms))  # fmt: skip

@@ -23,11 +23,11 @@ from bench.metrics.images import ImageEvaluator, ImageMetric
 from bench.metrics.pairs import PairMetric
 from bench.registry import METRICS, TASKS
 from bench.tasks.base import (
-    EVAL_CHUNK,
     EvalContext,
     Evaluation,
     Task,
     critic_columns,
+    evaluation_mode,
     leaving_no_trace,
     sample_metrics,
     save_grid,
@@ -86,9 +86,13 @@ class TranslationEval(Evaluation):
 
     def translate(self) -> torch.Tensor:
         """Outputs for the fixed sources; the model's buffers and the global RNG are untouched."""
-        variant, device = self.ctx.variant, self.ctx.device
-        return leaving_no_trace(variant, device, self.translate_seed, lambda: torch.cat(
-            [variant.translate(s.to(device)) for s in self.source.split(EVAL_CHUNK)]))  # fmt: skip
+        variant, device, cfg = self.ctx.variant, self.ctx.device, self.ctx.eval_cfg
+        chunks = self.source.split(cfg["batch_size"])
+
+        def outputs() -> torch.Tensor:
+            return torch.cat([variant.translate(s.to(device)) for s in chunks])
+
+        return leaving_no_trace(variant, device, self.translate_seed, cfg["batch_norm"], outputs)
 
     def __call__(self, step: int) -> dict[str, Any]:
         t0 = time.perf_counter()
@@ -110,13 +114,13 @@ class TranslationEval(Evaluation):
 
         # Critic diagnostics: D judges (source, target) against (source, output), as in training.
         if "critic" in variant.capabilities:
-            with torch.no_grad():
+            n = ctx.eval_cfg["batch_size"]
+            with torch.no_grad(), evaluation_mode(variant, ctx.eval_cfg["batch_norm"]):
                 src = self.source.to(ctx.device)
                 real_out = torch.cat([variant.critic(t, s) for t, s in zip(
-                    self.target.to(ctx.device).split(EVAL_CHUNK), src.split(EVAL_CHUNK),
-                    strict=True)])  # fmt: skip
+                    self.target.to(ctx.device).split(n), src.split(n), strict=True)])  # fmt: skip
                 fake_out = torch.cat([variant.critic(f, s) for f, s in zip(
-                    fake.split(EVAL_CHUNK), src.split(EVAL_CHUNK), strict=True)])  # fmt: skip
+                    fake.split(n), src.split(n), strict=True)])  # fmt: skip
             row.update(critic_columns(variant, real_out, fake_out, ctx.eval_cfg["hist_bins"],
                                       step, self.histograms))  # fmt: skip
         if step == ctx.gen_steps:

@@ -21,7 +21,6 @@ from bench.metrics.images import ImageEvaluator, ImageMetric
 from bench.metrics.pairs import mean_l1
 from bench.registry import METRICS, TASKS
 from bench.tasks.base import (
-    EVAL_CHUNK,
     EvalContext,
     Evaluation,
     Task,
@@ -108,7 +107,7 @@ class UnpairedEval(Evaluation):
     def _translate(self, images: torch.Tensor, direction: str) -> torch.Tensor:
         variant, device = self.ctx.variant, self.ctx.device
         return torch.cat([variant.translate(x.to(device), direction).cpu()
-                          for x in images.split(EVAL_CHUNK)])  # fmt: skip
+                          for x in images.split(self.ctx.eval_cfg["batch_size"])])  # fmt: skip
 
     def __call__(self, step: int) -> dict[str, Any]:
         t0 = time.perf_counter()
@@ -125,7 +124,8 @@ class UnpairedEval(Evaluation):
                 out = self._translate(images, d)
                 return out, self._translate(out, b)
 
-            fake, rec = leaving_no_trace(ctx.variant, ctx.device, self.translate_seed, round_trip)
+            fake, rec = leaving_no_trace(ctx.variant, ctx.device, self.translate_seed,
+                                         ctx.eval_cfg["batch_norm"], round_trip)  # fmt: skip
             outputs[direction] = fake
             if direction in self.evaluators:
                 image_row, image_notes = self.evaluators[direction](fake, labels)
