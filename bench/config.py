@@ -561,7 +561,7 @@ def _check_claims(spec: SuiteSpec, entries: tuple[Entry, ...], where: str) -> No
         head, _, tail = claim.metric.partition("/")
         known = (claim.metric in plain or claim.metric in DIAGNOSTIC_COLUMNS
                  or claim.metric in PERFORMANCE_COLUMNS or (head in prefixes and tail)
-                 or (head in plain and tail))  # fmt: skip
+                 or (head in plain and tail) or (head in DIAGNOSTIC_COLUMNS and tail))  # fmt: skip
         if not known:
             allowed = [*plain, *(f"{p}/<backbone>" for p in sorted(prefixes)),
                        *DIAGNOSTIC_COLUMNS, *PERFORMANCE_COLUMNS]  # fmt: skip

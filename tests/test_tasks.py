@@ -446,7 +446,11 @@ def test_unpaired_translation_runs_end_to_end(write_suite, bench, cache, tmp_pat
         assert final[f"fid/{backbone}/{direction}"] > 0
         assert final[f"n_fake/{backbone}/{direction}"] == 40
     assert 0 < final["cycle_l1/A2B2A"] < 1 and 0 < final["cycle_l1/B2A2B"] < 1
-    assert not {"critic_loss", "clip_saturation"} & set(rows.columns)  # two critics: none logged
+    # Two critics: each one's columns carry its name; the plain names stay for single critics.
+    assert not {"critic_loss", "clip_saturation"} & set(rows.columns)
+    for critic in ("D_A", "D_B"):
+        assert (rows[f"critic_loss/{critic}"] > 0).all()
+        assert rows[f"clip_saturation/{critic}"].between(0, 1).all()
     cell = tmp_path / "run" / "cells" / "cyclegan__mnist2textured__s0"
     with np.load(cell / "samples.npz") as s:
         assert s["fake_A2B"].shape == s["source_A"].shape == (40, 1, 28, 28)

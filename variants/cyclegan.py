@@ -122,7 +122,7 @@ class CycleGAN(Variant):
     family = "translation"
     paper = "Zhu et al. 2017, Unpaired Image-to-Image Translation using Cycle-Consistent Adversarial Networks"
     Config = CycleGANConfig
-    capabilities = frozenset({"translates_unpaired"})
+    capabilities = frozenset({"translates_unpaired", "critic"})  # critics D_A and D_B
 
     @classmethod
     def data_problem(cls, data: DataSpec) -> str | None:
@@ -162,6 +162,13 @@ class CycleGAN(Variant):
     @torch.no_grad()
     def translate(self, source: torch.Tensor, direction: str = "A2B") -> torch.Tensor:
         return (self.G_AB if direction == "A2B" else self.G_BA)(source)
+
+    def judge(self, images: torch.Tensor, domain: str) -> torch.Tensor:
+        """The patch scores of the critic of `domain` ("A" or "B")."""
+        return (self.D_A if domain == "A" else self.D_B)(images)
+
+    def critic_loss(self, real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:
+        return lsgan_discriminator_loss(real_out, fake_out)
 
     def train_step(
         self, next_real: Callable[[], tuple[torch.Tensor, torch.Tensor]]

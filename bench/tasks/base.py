@@ -132,17 +132,24 @@ def sample_metrics(
 
 def critic_columns(
     variant: Variant, real_out: torch.Tensor, fake_out: torch.Tensor, hist_bins: int, step: int,
-    histograms: list[tuple[int, torch.Tensor, torch.Tensor]],
+    histograms: list[tuple[int, torch.Tensor, torch.Tensor]], name: str = "",
 ) -> dict[str, Any]:  # fmt: skip
-    """The critic's loss on the evaluation batch, its weight pile-up, and its weight histogram."""
+    """A critic's loss on the evaluation batch, its weight pile-up, and its weight histogram.
+
+    `name` is empty for a model with one critic, `D`, whose columns keep their plain names. A model
+    with several names each (CycleGAN's `D_A`, `D_B`): its columns get the suffix `/<name>`, and
+    weight histograms are kept only for a single critic."""
+    critic = getattr(variant, name or "D")
+    suffix = f"/{name}" if name else ""
     with torch.no_grad():
         critic_loss = float(variant.critic_loss(real_out, fake_out))
-    row: dict[str, Any] = {"critic_loss": critic_loss}
+    row: dict[str, Any] = {f"critic_loss{suffix}": critic_loss}
     if variant.estimates_wasserstein:
-        row["wasserstein_estimate"] = -critic_loss
-    row["clip_saturation"] = diagnostics.clip_saturation(variant.D)
-    counts, edges = diagnostics.weight_histogram(variant.D, hist_bins)
-    histograms.append((step, torch.from_numpy(counts), torch.from_numpy(edges)))
+        row[f"wasserstein_estimate{suffix}"] = -critic_loss
+    row[f"clip_saturation{suffix}"] = diagnostics.clip_saturation(critic)
+    if not name:
+        counts, edges = diagnostics.weight_histogram(critic, hist_bins)
+        histograms.append((step, torch.from_numpy(counts), torch.from_numpy(edges)))
     return row
 
 

@@ -6,7 +6,9 @@ is scored in its target domain: FID/KID/... against that domain's images in its 
 feature space, and label preservation (does the target domain's classifier read the source
 image's class from the output?). `cycle_l1` measures how well a round trip A → B → A (and
 B → A → B) returns the input. Columns name the direction: `fid/lenet-textured_digits/A2B`,
-`cycle_l1/A2B2A`. Evaluation leaves no trace on the model (see `leaving_no_trace`).
+`cycle_l1/A2B2A`. Each direction's critic (the target domain's) is diagnosed as a single critic is,
+its columns named after it: `critic_loss/D_B`, `clip_saturation/D_B`. Evaluation leaves no trace
+on the model (see `leaving_no_trace`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from bench.tasks.base import (
     EvalContext,
     Evaluation,
     Task,
+    critic_columns,
+    evaluation_mode,
     leaving_no_trace,
     save_grid,
     save_samples,
@@ -109,6 +113,18 @@ class UnpairedEval(Evaluation):
         return torch.cat([variant.translate(x.to(device), direction).cpu()
                           for x in images.split(self.ctx.eval_cfg["batch_size"])])  # fmt: skip
 
+    def _critic_columns(self, fake: torch.Tensor, domain: str, step: int) -> dict[str, Any]:
+        variant, cfg, n = self.ctx.variant, self.ctx.eval_cfg, self.ctx.eval_cfg["batch_size"]
+
+        def scores(images: torch.Tensor) -> torch.Tensor:
+            device = self.ctx.device
+            return torch.cat([variant.judge(x.to(device), domain) for x in images.split(n)])
+
+        with torch.no_grad(), evaluation_mode(variant, cfg["batch_norm"]):
+            real_out, fake_out = scores(self.images[domain][0]), scores(fake)
+        return critic_columns(variant, real_out, fake_out, cfg["hist_bins"], step,
+                              self.histograms, name=f"D_{domain}")  # fmt: skip
+
     def __call__(self, step: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         ctx = self.ctx
@@ -116,7 +132,7 @@ class UnpairedEval(Evaluation):
         notes = list(self.notes)
         triples = []
         outputs = {}
-        for direction, (source, _) in DIRECTIONS.items():
+        for direction, (source, target) in DIRECTIONS.items():
             back = direction[::-1]  # A2B → B2A
             images, labels = self.images[source]
 
@@ -133,6 +149,10 @@ class UnpairedEval(Evaluation):
                 notes += [f"{direction}: {n}" for n in image_notes]
             if self.cycle:
                 row[f"cycle_l1/{direction}2{source}"] = _mean_l1(rec, images)
+            # Critic diagnostics: the target domain's critic judges its held-out images against the
+            # outputs, columns suffixed by the critic's name (`critic_loss/D_B` for A2B).
+            if "critic" in ctx.variant.capabilities:
+                row.update(self._critic_columns(fake, target, step))
             # Grey and colour domains share one grid: grey images are repeated over R, G and B.
             channels = max(dataset.shape[0] for dataset in ctx.dataset.domains.values())
             triple = [
