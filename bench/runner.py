@@ -15,10 +15,10 @@ import signal
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -29,7 +29,8 @@ from bench.io import atomic_write, atomic_write_bytes
 from bench.metrics.images import default_cache_dir
 from bench.registry import DATASETS, TASKS, VARIANTS, load_all
 from bench.seeding import seed_everything, stream
-from bench.tasks import EvalContext
+from bench.tasks import EvalContext, Evaluation
+from bench.variant import Variant
 
 Emit = Callable[[str, Any], None]
 ShouldStop = Callable[[int, dict[str, Any]], bool]  # (step, evaluation row) → end the cell now?
@@ -101,6 +102,41 @@ def eval_steps(gen_steps: int, every: int, at_start: bool) -> list[int]:
 # --- One cell ------------------------------------------------------------------------------------
 
 
+@dataclass
+class CellState:
+    """Everything training changes in a cell, written down once: a checkpoint saves exactly this,
+    and a resume loads it over a cell rebuilt from its seed."""
+
+    variant: Variant
+    data_gen: torch.Generator
+    evaluation: Evaluation
+    step: int = 0
+    images_seen: int = 0
+    train_seconds: float = 0.0
+    loss_sums: dict[str, float] = field(default_factory=dict)  # training losses since the last row
+    since_eval: int = 0  # generator steps since the last row
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    COUNTERS: ClassVar[tuple[str, ...]] = (
+        "step", "images_seen", "train_seconds", "loss_sums", "since_eval", "rows",
+    )  # fmt: skip
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **{name: getattr(self, name) for name in self.COUNTERS},
+            "variant": self.variant.state_dict(),
+            "rng": checkpoint.rng_state({"data": self.data_gen}),
+            "histograms": self.evaluation.histograms,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name in self.COUNTERS:
+            setattr(self, name, state[name])
+        self.variant.load_state_dict(state["variant"])
+        checkpoint.set_rng_state(state["rng"], {"data": self.data_gen})
+        self.evaluation.histograms = state["histograms"]
+
+
 def run_cell(job: CellJob, emit: Emit, should_stop: ShouldStop | None = None) -> str:
     """Train and evaluate one cell; emits rows as they are made. Returns the final status.
 
@@ -111,7 +147,7 @@ def run_cell(job: CellJob, emit: Emit, should_stop: ShouldStop | None = None) ->
     device = torch.device(job.device)
     cell_dir = Path(job.cell_dir)
     base = {"variant": job.label, "dataset": job.dataset, "seed": job.seed}
-    step, images_seen, train_seconds = 0, 0, 0.0
+    cell: CellState | None = None
     try:
         # Seed everything, then build data, the variant and the task's evaluation in a fixed order.
         seed_everything(job.seed, device)
@@ -126,85 +162,70 @@ def run_cell(job: CellJob, emit: Emit, should_stop: ShouldStop | None = None) ->
             variant, dataset, device, eval_gen, job.eval, job.metrics,
             Path(job.cache_dir or default_cache_dir()), cell_dir, job.gen_steps,
         ))  # fmt: skip
+        cell = CellState(variant, data_gen, evaluate)
         draw = task.batches(dataset, variant, job.batch_size, data_gen, device)
         schedule = set(eval_steps(job.gen_steps, job.eval["every"], job.eval["at_start"]))
         save_at = checkpoint_steps(job)
-        rows: list[dict[str, Any]] = []
-        loss_sums: dict[str, float] = {}
-        since_eval = 0
         ckpt_path = cell_dir / checkpoint.CHECKPOINT_NAME
 
         def save_checkpoint(finished: str | None) -> None:
-            checkpoint.save(ckpt_path, {
-                "cell_id": job.cell_id, "step": step, "images_seen": images_seen,
-                "train_seconds": train_seconds, "loss_sums": loss_sums, "since_eval": since_eval,
-                "variant": variant.state_dict(), "rng": checkpoint.rng_state({"data": data_gen}),
-                "histograms": evaluate.histograms, "rows": rows, "finished": finished,
-            })  # fmt: skip
+            state = {"cell_id": job.cell_id, **cell.state_dict(), "finished": finished}
+            checkpoint.save(ckpt_path, state)
 
         # Resume: everything above was rebuilt from the seed exactly as in a fresh start; now the
         # checkpoint overwrites the state that training has changed since.
         state = checkpoint.load(ckpt_path) if job.resume else None
         if state is not None:
-            variant.load_state_dict(state["variant"])
-            checkpoint.set_rng_state(state["rng"], {"data": data_gen})
-            step, images_seen = state["step"], state["images_seen"]
-            train_seconds, loss_sums = state["train_seconds"], state["loss_sums"]
-            since_eval, evaluate.histograms, rows = (
-                state["since_eval"], state["histograms"], state["rows"]
-            )  # fmt: skip
-            emit("progress", step)
+            cell.load_state_dict(state)
+            emit("progress", cell.step)
 
         def next_real() -> Any:
-            nonlocal images_seen
-            images_seen += job.batch_size
+            cell.images_seen += job.batch_size
             return draw()
 
         def emit_row(status: str, extra: dict[str, Any]) -> None:
+            seconds = cell.train_seconds
             row = {
-                **base,
-                "step": step,
-                "images_seen": images_seen,
-                "train_seconds": train_seconds,
-                "status": status,
-                "img_per_s": images_seen / train_seconds if train_seconds else float("nan"),
-                "gen_steps_per_s": step / train_seconds if train_seconds else float("nan"),
+                **base, "step": cell.step, "images_seen": cell.images_seen,
+                "train_seconds": seconds, "status": status,
+                "img_per_s": cell.images_seen / seconds if seconds else float("nan"),
+                "gen_steps_per_s": cell.step / seconds if seconds else float("nan"),
                 **extra,
                 "peak_mem_mb": memory.peak_mb(device),
                 "time": time.time(),  # when the row was made (also its timestamp in MLflow)
-            }
-            rows.append(row)
+            }  # fmt: skip
+            cell.rows.append(row)
             emit("rows", [row])
 
         # Train: the loop times training only; evaluation and logging are outside the clock.
         if 0 in schedule and state is None:
-            emit_row("ok", evaluate(step))
+            emit_row("ok", evaluate(cell.step))
         status = "ok"
         interval_start = time.perf_counter()
-        while step < job.gen_steps:
+        while cell.step < job.gen_steps:
             losses = variant.train_step(next_real)
-            step += 1
-            since_eval += 1
+            cell.step += 1
+            cell.since_eval += 1
             bad = [k for k, v in losses.items() if not math.isfinite(v)]
             if bad:
-                train_seconds += _elapsed(interval_start, device)
+                cell.train_seconds += _elapsed(interval_start, device)
                 status = "diverged"
-                emit_row(status, {"note": f"non-finite {', '.join(bad)} at step {step}"})
+                emit_row(status, {"note": f"non-finite {', '.join(bad)} at step {cell.step}"})
                 break
             for k, v in losses.items():
-                loss_sums[k] = loss_sums.get(k, 0.0) + v
-            if step % job.progress_every == 0:
+                cell.loss_sums[k] = cell.loss_sums.get(k, 0.0) + v
+            if cell.step % job.progress_every == 0:
                 emit("progress", job.progress_every)
-            if step in schedule or step in save_at:
-                train_seconds += _elapsed(interval_start, device)
-                if step in schedule:
-                    train_means = {k: v / since_eval for k, v in loss_sums.items()}
-                    emit_row("ok", {**train_means, **evaluate(step)})
-                    loss_sums, since_eval = {}, 0
-                    if should_stop is not None and should_stop(step, rows[-1]):
+            if cell.step in schedule or cell.step in save_at:
+                cell.train_seconds += _elapsed(interval_start, device)
+                if cell.step in schedule:
+                    train_means = {k: v / cell.since_eval for k, v in cell.loss_sums.items()}
+                    emit_row("ok", {**train_means, **evaluate(cell.step)})
+                    cell.loss_sums, cell.since_eval = {}, 0
+                    if should_stop is not None and should_stop(cell.step, cell.rows[-1]):
                         status = "stopped"
                         break
-                if step in save_at and step < job.gen_steps:
+                if cell.step in save_at and cell.step < job.gen_steps:
                     save_checkpoint(finished=None)
                 interval_start = time.perf_counter()
 
@@ -217,15 +238,18 @@ def run_cell(job: CellJob, emit: Emit, should_stop: ShouldStop | None = None) ->
         return status
     except OSError as exc:  # disk full, folder gone: stop cleanly; the last checkpoint stays usable
         note = f"{type(exc).__name__}: {exc}; the last checkpoint is kept for `bench resume`"
-        return _fail(emit, base, step, images_seen, train_seconds, note)
+        return _fail(emit, base, cell, note)
     except Exception as exc:  # a bug in one cell must not stop the suite; it is recorded instead
         traceback.print_exc()
-        return _fail(emit, base, step, images_seen, train_seconds, f"{type(exc).__name__}: {exc}")
+        return _fail(emit, base, cell, f"{type(exc).__name__}: {exc}")
 
 
-def _fail(emit: Emit, base: dict, step: int, images_seen: int, seconds: float, note: str) -> str:
-    emit("rows", [{**base, "step": step, "images_seen": images_seen, "train_seconds": seconds,
-                   "status": "failed", "note": note, "time": time.time()}])  # fmt: skip
+def _fail(emit: Emit, base: dict, cell: CellState | None, note: str) -> str:
+    """A failed row at the step the cell reached (step 0 when it failed while being built)."""
+    counters = {"step": 0, "images_seen": 0, "train_seconds": 0.0}
+    if cell is not None:
+        counters = {k: getattr(cell, k) for k in counters}
+    emit("rows", [{**base, **counters, "status": "failed", "note": note, "time": time.time()}])
     return "failed"
 
 
