@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,11 +32,136 @@ BATCH_SIZE = 64  # torch-fidelity's default extraction batch
 
 
 @dataclass(frozen=True)
+class Features:
+    """What an image metric computes from: one backbone's features of the real (reference) and
+    generated images, the dataset, and the labels generated images were asked for (or their
+    sources' labels, for a translation)."""
+
+    backbone: Backbone
+    real: dict[str, torch.Tensor]  # layer name → [N, D]
+    fake: dict[str, torch.Tensor]
+    dataset: ImageDataset
+    kid_subsets: int
+    labels: torch.Tensor | None
+
+    def layer(self) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+        """(real, fake) features of the backbone's feature layer, the smaller count and the width."""
+        fr, ff = self.real[self.backbone.features], self.fake[self.backbone.features]
+        return fr, ff, min(len(fr), len(ff)), fr.shape[1]
+
+    def logits(self, hint: str) -> torch.Tensor:
+        """The generated images' class scores over the dataset's own classes."""
+        bb = self.backbone
+        if bb.logits is None or not bb.classes_are_data_classes:
+            raise NotApplicable(
+                f"backbone '{bb.name}' does not classify {self.dataset.name}'s classes; {hint}"
+            )
+        return self.fake[bb.logits]
+
+
+# Each metric below returns (column prefix → value, note) and raises NotApplicable with the reason
+# when it cannot be computed. The maths is torch-fidelity's and prdc's; they are imported inside
+# the functions because torch-fidelity pulls in torchvision's models (seconds of start-up in every
+# worker process, including those that never measure an image).
+
+
+def _fid(f: Features) -> tuple[dict[str, float], str]:
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+
+    fr, ff, n, dim = f.layer()
+    if n < 2:
+        raise NotApplicable(f"needs at least 2 samples per side (got {n})")
+    fid = fid_statistics_to_metric(
+        fid_features_to_statistics(ff), fid_features_to_statistics(fr), verbose=False
+    )["frechet_inception_distance"]
+    note = ""
+    if n <= dim:
+        note = (f"fid/{f.backbone.name}: {n} samples ≤ {dim} feature dimensions, so the covariance "
+                "is singular and FID is biased upward; compare only at equal sample counts")  # fmt: skip
+    return {"fid": fid}, note
+
+
+def _kid(f: Features) -> tuple[dict[str, float], str]:
+    from torch_fidelity.metric_kid import kid_features_to_metric
+
+    fr, ff, n, _ = f.layer()
+    subset = min(KID_SUBSET_SIZE, len(fr), len(ff))
+    if subset < 2:
+        raise NotApplicable(f"needs at least 2 samples per side (got {n})")
+    # When a subset is the whole of both sets, every subset is the same: compute it once, and
+    # leave the spread empty rather than report a spread of zero.
+    whole = subset == len(fr) == len(ff)
+    out = kid_features_to_metric(
+        ff, fr, kid_subset_size=subset, kid_subsets=1 if whole else f.kid_subsets, verbose=False
+    )
+    notes = []
+    if subset < KID_SUBSET_SIZE:
+        notes.append(f"kid/{f.backbone.name}: subset size {subset} (fewer samples than the default "
+                     f"{KID_SUBSET_SIZE})")  # fmt: skip
+    if whole:
+        notes.append(
+            f"kid_std/{f.backbone.name}: every subset is the whole set, so there is no spread"
+        )
+    std = float("nan") if whole else out["kernel_inception_distance_std"]
+    return {"kid": out["kernel_inception_distance_mean"], "kid_std": std}, "; ".join(notes)
+
+
+def _is(f: Features) -> tuple[dict[str, float], str]:
+    from torch_fidelity.metric_isc import isc_features_to_metric
+
+    if f.backbone.logits is None:
+        raise NotApplicable(f.backbone.no_logits_reason)
+    out = isc_features_to_metric(f.fake[f.backbone.logits], splits=10, shuffle=True, rng_seed=2020)
+    return {"is": out["inception_score_mean"], "is_std": out["inception_score_std"]}, ""
+
+
+def _prc(f: Features) -> tuple[dict[str, float], str]:
+    from torch_fidelity.metric_prc import prc_features_to_metric
+
+    fr, ff, _, _ = f.layer()
+    out = prc_features_to_metric(ff, fr, verbose=False)
+    return {"precision": out["precision"], "recall": out["recall"]}, ""
+
+
+def _prdc(f: Features) -> tuple[dict[str, float], str]:
+    from prdc import compute_prdc
+
+    fr, ff, n, _ = f.layer()
+    if n <= PRDC_NEAREST_K:
+        raise NotApplicable(f"needs more than k = {PRDC_NEAREST_K} samples per side (got {n})")
+    with contextlib.redirect_stdout(io.StringIO()):  # prdc prints the sample counts
+        out = compute_prdc(fr.numpy(), ff.numpy(), PRDC_NEAREST_K)
+    return {"density": float(out["density"]), "coverage": float(out["coverage"])}, ""
+
+
+def _class_coverage(f: Features) -> tuple[dict[str, float], str]:
+    k = f.dataset.num_classes
+    counts = np.bincount(f.logits("use 'domain'").argmax(1).numpy(), minlength=k)
+    p = counts[counts > 0] / counts.sum()
+    return {"classes_covered": float((counts > 0).sum()),
+            "class_kl": float((p * np.log(p * k)).sum())}, ""  # fmt: skip
+
+
+def _label_hits(column: str) -> Callable[[Features], tuple[dict[str, float], str]]:
+    """How often the classifier reads the label each output was meant to show."""
+
+    def compute(f: Features) -> tuple[dict[str, float], str]:
+        if f.labels is None:
+            raise NotApplicable("the generator is not conditional: no labels were asked for")
+        hits = f.logits("use 'domain'").argmax(1) == f.labels.cpu()
+        return {column: float(hits.double().mean())}, ""
+
+    return compute
+
+
+@dataclass(frozen=True)
 class ImageMetric(Metric):
-    """A metric computed from backbone features; `columns` are the prefixes it fills, with direction."""
+    """A metric computed from backbone features by `compute`; `columns` are the prefixes it fills,
+    with direction."""
 
     columns: tuple[tuple[str, bool], ...] = ()
     needs_logits: bool = False
+    compute: Callable[[Features], tuple[dict[str, float], str]] | None = None
 
 
 def _not_direct(*_: Any) -> float:
@@ -45,29 +171,32 @@ def _not_direct(*_: Any) -> float:
 ALL = ("generation", "paired_translation", "unpaired_translation")  # every task outputs images
 IMAGE_METRICS = [
     ImageMetric("fid", _not_direct, False, "Fréchet distance of backbone features (torch-fidelity)",
-                ALL, columns=(("fid", False),)),
+                ALL, columns=(("fid", False),), compute=_fid),
     ImageMetric("kid", _not_direct, False, "kernel distance of backbone features, mean and std over "
-                "subsets (torch-fidelity)", ALL, columns=(("kid", False), ("kid_std", False))),
+                "subsets (torch-fidelity)", ALL, columns=(("kid", False), ("kid_std", False)),
+                compute=_kid),
     ImageMetric("is", _not_direct, True, "Inception Score from the backbone's classifier "
                 "(torch-fidelity)", ALL, columns=(("is", True), ("is_std", False)),
-                needs_logits=True),
+                needs_logits=True, compute=_is),
     ImageMetric("prc", _not_direct, True, "precision and recall, k = 3 (torch-fidelity)",
-                ALL, columns=(("precision", True), ("recall", True))),
+                ALL, columns=(("precision", True), ("recall", True)), compute=_prc),
     ImageMetric("prdc", _not_direct, True, "density and coverage, k = 5 (prdc)",
-                ALL, columns=(("density", True), ("coverage", True))),
+                ALL, columns=(("density", True), ("coverage", True)), compute=_prdc),
     ImageMetric("class_coverage", _not_direct, True, "classes hit by the domain classifier's "
                 "predictions and KL(class histogram ‖ uniform)", ALL,
-                columns=(("classes_covered", True), ("class_kl", False)), needs_logits=True),
+                columns=(("classes_covered", True), ("class_kl", False)), needs_logits=True,
+                compute=_class_coverage),
     ImageMetric("label_accuracy", _not_direct, True, "for a conditional generator: how often the "
                 "domain classifier reads the label it was asked for", ("generation",),
-                columns=(("label_accuracy", True),), needs_logits=True),
+                columns=(("label_accuracy", True),), needs_logits=True,
+                compute=_label_hits("label_accuracy")),
     # Pix2Pix's FCN-score asks whether a classifier of the target domain still sees what the
     # source showed; for digits, whether the target domain's classifier reads the source's digit.
     ImageMetric("label_preservation", _not_direct, True, "for a translation: how often the target "
                 "domain's classifier reads the source image's class from the output",
                 ("paired_translation", "unpaired_translation"),
-                columns=(("label_preservation", True),),
-                needs_logits=True),
+                columns=(("label_preservation", True),), needs_logits=True,
+                compute=_label_hits("label_preservation")),
 ]  # fmt: skip
 for _metric in IMAGE_METRICS:
     METRICS.add(_metric.name, _metric)
@@ -195,9 +324,10 @@ class ImageEvaluator:
                 row[f"backbone_accuracy/{bb.name}"] = bb.info["held_out_accuracy"]
             for metric in self.metrics:
                 try:
-                    values, note = _compute(
-                        metric.name, bb, real, fake_feats, self.dataset, self.kid_subsets, labels
+                    features = Features(
+                        bb, real, fake_feats, self.dataset, self.kid_subsets, labels
                     )
+                    values, note = metric.compute(features)
                     row.update({f"{col}/{bb.name}": v for col, v in values.items()})
                     if note:
                         notes.append(note)
@@ -210,86 +340,3 @@ class ImageEvaluator:
         self.prepare()
         assert self._prepared is not None
         return self._prepared
-
-
-def _compute(
-    metric: str,
-    bb: Backbone,
-    real: dict[str, torch.Tensor],
-    fake: dict[str, torch.Tensor],
-    dataset: ImageDataset,
-    kid_subsets: int,
-    labels: torch.Tensor | None = None,
-) -> tuple[dict[str, float], str]:
-    """(column prefix → value, note) of one metric on one backbone's features."""
-    # Imported here, not at the top: torch-fidelity pulls in torchvision's models (seconds of
-    # start-up in every worker process, including those that never measure an image).
-    from prdc import compute_prdc
-    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
-    from torch_fidelity.metric_isc import isc_features_to_metric
-    from torch_fidelity.metric_kid import kid_features_to_metric
-    from torch_fidelity.metric_prc import prc_features_to_metric
-
-    fr, ff = real[bb.features], fake[bb.features]
-    n, dim = min(len(fr), len(ff)), fr.shape[1]
-    if metric == "fid":
-        if n < 2:
-            raise NotApplicable(f"needs at least 2 samples per side (got {n})")
-        fid = fid_statistics_to_metric(
-            fid_features_to_statistics(ff), fid_features_to_statistics(fr), verbose=False
-        )["frechet_inception_distance"]
-        note = ""
-        if n <= dim:
-            note = (f"fid/{bb.name}: {n} samples ≤ {dim} feature dimensions, so the covariance is "
-                    "singular and FID is biased upward; compare only at equal sample counts")  # fmt: skip
-        return {"fid": fid}, note
-    if metric == "kid":
-        subset = min(KID_SUBSET_SIZE, len(fr), len(ff))
-        if subset < 2:
-            raise NotApplicable(f"needs at least 2 samples per side (got {n})")
-        # When a subset is the whole of both sets, every subset is the same: compute it once, and
-        # leave the spread empty rather than report a spread of zero.
-        whole = subset == len(fr) == len(ff)
-        out = kid_features_to_metric(
-            ff, fr, kid_subset_size=subset, kid_subsets=1 if whole else kid_subsets, verbose=False
-        )
-        notes = []
-        if subset < KID_SUBSET_SIZE:
-            notes.append(f"kid/{bb.name}: subset size {subset} (fewer samples than the default "
-                         f"{KID_SUBSET_SIZE})")  # fmt: skip
-        if whole:
-            notes.append(f"kid_std/{bb.name}: every subset is the whole set, so there is no spread")
-        std = float("nan") if whole else out["kernel_inception_distance_std"]
-        return {"kid": out["kernel_inception_distance_mean"], "kid_std": std}, "; ".join(notes)
-    if metric == "is":
-        if bb.logits is None:
-            raise NotApplicable(bb.no_logits_reason)
-        out = isc_features_to_metric(fake[bb.logits], splits=10, shuffle=True, rng_seed=2020)
-        return {"is": out["inception_score_mean"], "is_std": out["inception_score_std"]}, ""
-    if metric == "prc":
-        out = prc_features_to_metric(ff, fr, verbose=False)
-        return {"precision": out["precision"], "recall": out["recall"]}, ""
-    if metric == "prdc":
-        if n <= PRDC_NEAREST_K:
-            raise NotApplicable(f"needs more than k = {PRDC_NEAREST_K} samples per side (got {n})")
-        with contextlib.redirect_stdout(io.StringIO()):  # prdc prints the sample counts
-            out = compute_prdc(fr.numpy(), ff.numpy(), PRDC_NEAREST_K)
-        return {"density": float(out["density"]), "coverage": float(out["coverage"])}, ""
-    if metric == "class_coverage":
-        if bb.logits is None or not bb.classes_are_data_classes:
-            raise NotApplicable(
-                f"backbone '{bb.name}' does not classify {dataset.name}'s classes; use 'domain'"
-            )
-        k = dataset.num_classes
-        counts = np.bincount(fake[bb.logits].argmax(1).numpy(), minlength=k)
-        p = counts[counts > 0] / counts.sum()
-        return {"classes_covered": float((counts > 0).sum()),
-                "class_kl": float((p * np.log(p * k)).sum())}, ""  # fmt: skip
-    if metric in ("label_accuracy", "label_preservation"):
-        if labels is None:
-            raise NotApplicable("the generator is not conditional: no labels were asked for")
-        if bb.logits is None or not bb.classes_are_data_classes:
-            raise NotApplicable(f"backbone '{bb.name}' does not classify {dataset.name}'s classes")
-        hits = fake[bb.logits].argmax(1) == labels.cpu()
-        return {metric: float(hits.double().mean())}, ""
-    raise NotApplicable(f"unknown image metric '{metric}'")
