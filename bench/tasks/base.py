@@ -18,8 +18,10 @@ import torch
 
 from bench import diagnostics
 from bench.datasets.base import Dataset
+from bench.datasets.images import ImageDataset
 from bench.io import atomic_write
 from bench.metrics.base import Metric, NotApplicable
+from bench.metrics.images import ImageEvaluator
 from bench.variant import Variant
 
 
@@ -79,6 +81,21 @@ class Task:
 
 
 # --- Pieces every task's evaluation uses ---------------------------------------------------------
+
+
+def image_evaluator(
+    ctx: EvalContext, dataset: ImageDataset, metrics: list[str], num_fake: int
+) -> ImageEvaluator:
+    """The suite's image metrics on `dataset` (a cell's data, or one domain of it), backbones
+    resolved and reference features loaded; the reference holds `eval.num_real` images, else as
+    many as the outputs scored (`num_fake`)."""
+    cfg = ctx.eval_cfg
+    evaluator = ImageEvaluator(
+        dataset, metrics, cfg["backbones"], cfg["num_real"] or num_fake, ctx.cache_dir,
+        ctx.device, cfg["reference_split"], cfg["kid_subsets"], cfg["inception_weights"],
+    )  # fmt: skip
+    evaluator.prepare()
+    return evaluator
 
 
 @contextmanager

@@ -13,7 +13,7 @@ import torch
 
 from bench import diagnostics
 from bench.datasets.images import ImageDataset, to_uint8
-from bench.metrics.images import ImageEvaluator, ImageMetric
+from bench.metrics.images import ImageMetric
 from bench.registry import METRICS, TASKS
 from bench.tasks.base import (
     EvalContext,
@@ -21,6 +21,7 @@ from bench.tasks.base import (
     Task,
     critic_columns,
     evaluation_mode,
+    image_evaluator,
     sample_metrics,
     save_grid,
     save_samples,
@@ -79,13 +80,7 @@ class GenerationEval(Evaluation):
         self.metrics = [m for m in metrics if not isinstance(m, ImageMetric)]
         self.evaluator = None
         if self.image_metrics and isinstance(dataset, ImageDataset):
-            cfg = ctx.eval_cfg
-            self.evaluator = ImageEvaluator(
-                dataset, self.image_metrics, cfg["backbones"], cfg["num_real"] or n_eval,
-                ctx.cache_dir, device, cfg["reference_split"], cfg["kid_subsets"],
-                cfg["inception_weights"],
-            )  # fmt: skip
-            self.evaluator.prepare()
+            self.evaluator = image_evaluator(ctx, dataset, self.image_metrics, n_eval)
 
     def __call__(self, step: int) -> dict[str, Any]:
         with evaluation_mode(self.ctx.variant, self.ctx.eval_cfg["batch_norm"]):

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from bench.datasets.images import PairedImageDataset, to_uint8
-from bench.metrics.images import ImageEvaluator, ImageMetric
+from bench.metrics.images import ImageMetric
 from bench.metrics.pairs import PairMetric
 from bench.registry import METRICS, TASKS
 from bench.tasks.base import (
@@ -28,6 +28,7 @@ from bench.tasks.base import (
     Task,
     critic_columns,
     evaluation_mode,
+    image_evaluator,
     leaving_no_trace,
     sample_metrics,
     save_grid,
@@ -77,12 +78,7 @@ class TranslationEval(Evaluation):
         self.metrics = [m for m in metrics if not isinstance(m, PairMetric | ImageMetric)]
         self.evaluator = None
         if image_metrics:
-            self.evaluator = ImageEvaluator(
-                dataset, image_metrics, cfg["backbones"], cfg["num_real"] or len(self.source),
-                ctx.cache_dir, ctx.device, cfg["reference_split"], cfg["kid_subsets"],
-                cfg["inception_weights"],
-            )  # fmt: skip
-            self.evaluator.prepare()
+            self.evaluator = image_evaluator(ctx, dataset, image_metrics, len(self.source))
 
     def translate(self) -> torch.Tensor:
         """Outputs for the fixed sources; the model's buffers and the global RNG are untouched."""

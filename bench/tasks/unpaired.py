@@ -28,6 +28,7 @@ from bench.tasks.base import (
     Task,
     critic_columns,
     evaluation_mode,
+    image_evaluator,
     leaving_no_trace,
     save_grid,
     save_samples,
@@ -100,13 +101,9 @@ class UnpairedEval(Evaluation):
         self.evaluators: dict[str, ImageEvaluator] = {}
         for direction, (_, target) in DIRECTIONS.items():
             if image_metrics:
-                n = len(self.images[target][0])
-                self.evaluators[direction] = ImageEvaluator(
-                    dataset.domains[target], image_metrics, cfg["backbones"], cfg["num_real"] or n,
-                    ctx.cache_dir, ctx.device, cfg["reference_split"], cfg["kid_subsets"],
-                    cfg["inception_weights"],
-                )  # fmt: skip
-                self.evaluators[direction].prepare()
+                self.evaluators[direction] = image_evaluator(
+                    ctx, dataset.domains[target], image_metrics, len(self.images[target][0])
+                )
 
     def _translate(self, images: torch.Tensor, direction: str) -> torch.Tensor:
         variant, device = self.ctx.variant, self.ctx.device
