@@ -26,6 +26,7 @@ from bench.datasets.base import DataSpec
 from bench.registry import VARIANTS
 from bench.variant import Betas, Variant, VariantConfig
 from variants.losses import lsgan_discriminator_loss
+from variants.nets import dcgan_init
 from variants.schedules import linear_decay
 
 
@@ -142,7 +143,7 @@ class CycleGAN(Variant):
         self.D_A = patch_discriminator(ch_a, cfg).to(device)
         self.D_B = patch_discriminator(ch_b, cfg).to(device)
         for net in (self.G_AB, self.G_BA, self.D_A, self.D_B):
-            net.apply(_init_normal)
+            net.apply(dcgan_init)  # N(0, 0.02), the authors' default; no BatchNorm here
         self.pool_A = ImagePool(cfg.pool_size, data.source_shape or data.shape).to(device)
         self.pool_B = ImagePool(cfg.pool_size, data.shape).to(device)
         g_params = [*self.G_AB.parameters(), *self.G_BA.parameters()]
@@ -214,11 +215,3 @@ class CycleGAN(Variant):
 def _mse_to(out: torch.Tensor, target: float) -> torch.Tensor:
     """G's least-squares loss as the authors' code computes it: MSE to the real label, no ½."""
     return ((out - target) ** 2).mean()
-
-
-def _init_normal(m: nn.Module) -> None:
-    """N(0, 0.02) weights and zero biases for convolutions (the authors' default init)."""
-    if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
-        nn.init.normal_(m.weight, 0.0, 0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
