@@ -17,6 +17,7 @@ refused for these datasets; pixel metrics, the cycle error and Inception feature
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +42,10 @@ LAYOUTS = (
 )
 
 
+@cache
 def read_images(folder: Path) -> torch.Tensor:
-    """Every image file of `folder`, in name order, as uint8 [N, C, H, W] (C = 1 or 3)."""
+    """Every image file of `folder`, in name order, as uint8 [N, C, H, W] (C = 1 or 3). Read once
+    per process: a run builds its datasets several times (validation, warm-up, fingerprint)."""
     from PIL import Image, UnidentifiedImageError
 
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS)
