@@ -23,17 +23,23 @@ def install(session: nox.Session, extras: str = "") -> None:
     session.install("-e", f".[{extras}]" if extras else ".")
 
 
+def extras_for(args: list[str]) -> str:
+    """The `ray` extra when the arguments ask for the Ray executor, else none."""
+    wants_ray = any(a in ("executor=ray", "train.executor=ray") for a in args)
+    return "ray" if wants_ray else ""
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
     """Run a suite: nox -s bench -- suite=NAME [profile=P] [seeds=0,1,2] [key=value ...]."""
-    install(session)
+    install(session, extras_for(session.posargs))
     session.run("bench", "run", *session.posargs)
 
 
 @nox.session
 def tune(session: nox.Session) -> None:
     """Tune a suite with Optuna: nox -s tune -- suite=NAME trials=N [storage=URL] [compare=K]."""
-    install(session)
+    install(session, extras_for(session.posargs))
     session.run("bench", "tune", *session.posargs)
 
 
@@ -54,7 +60,7 @@ def ui(session: nox.Session) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite (pass pytest options after --)."""
-    install(session, "test,offline-inception")
+    install(session, "test,offline-inception,ray")
     session.run("pytest", *session.posargs)
 
 

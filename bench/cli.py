@@ -10,9 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from bench import checkpoint
+from bench.cluster import Cluster, connect, run_jobs_ray
 from bench.config import (
     Suite,
     available_suites,
@@ -28,12 +30,13 @@ from bench.errors import UsageError
 from bench.io import atomic_write_json
 from bench.registry import DATASETS, METRICS, TASKS, VARIANTS, load_all
 from bench.results import ResultsTable, final_steps, read_results
-from bench.runner import jobs_for, run_jobs
+from bench.runner import jobs_for, run_jobs, worker_devices
 from bench.tracking import Tracker, cell_id, resolve_uri
 
 RESERVED = {"suite", "profile", "out", "resume", "with", "entries"}
 TUNE_OPTIONS = {"trials", "storage", "compare"}
-SHORTCUTS = {"device": "train.device", "workers": "train.workers", "threads": "train.threads"}
+SHORTCUTS = {"device": "train.device", "workers": "train.workers", "threads": "train.threads",
+             "executor": "train.executor"}  # fmt: skip
 RESULTS_ROOT = Path("results") / "runs"
 
 
@@ -104,8 +107,8 @@ def run_suite(options: dict[str, str], overrides: dict[str, str]) -> tuple[int, 
         if "out" not in options:
             raise UsageError("resume=true needs out=RUN_DIR, the folder to finish")
         return _resume(Path(options["out"]), suite), Path(options["out"])
-    device, workers, threads = placement(suite)
     _check_data(suite)
+    device, workers, threads, cluster = _place(suite)
 
     # Everything is validated: only now is a run folder created.
     run_dir = new_run_dir(suite.name, options.get("out"))
@@ -114,10 +117,22 @@ def run_suite(options: dict[str, str], overrides: dict[str, str]) -> tuple[int, 
                 "entries": _entries(options)}  # fmt: skip
     atomic_write_json(run_dir / "config.json", resolved)
     shutil.copyfile(suite.path, run_dir / "suite.toml")
-    atomic_write_json(run_dir / "env.json", environment(device, workers, threads))
+    executor = cluster.describe() if cluster else None
+    atomic_write_json(run_dir / "env.json", environment(device, workers, threads, executor))
     print(f"bench: {len(suite.cells())} cells of suite '{suite.name}' (profile {suite.profile}) "
           f"→ {shown(run_dir)}", file=sys.stderr)  # fmt: skip
-    return _execute(suite, run_dir, device, workers, threads, resume=False), run_dir
+    return _execute(suite, run_dir, device, workers, threads, cluster, resume=False), run_dir
+
+
+def _place(suite: Suite) -> tuple[str, int, int, Cluster | None]:
+    """(device, workers, threads, the Ray cluster or None) for a run of `suite`."""
+    train = suite.spec.train
+    if train.executor == "local":
+        return (*placement(suite), None)
+    cluster = connect(
+        suite.spec.ray.address, train.device, train.cpus_per_cell, train.gpus_per_cell
+    )
+    return cluster.device, train.workers, train.threads, cluster
 
 
 def cmd_resume(run_dir: str, args: list[str]) -> int:
@@ -167,15 +182,16 @@ def _resume(run_dir: Path, current: Suite) -> int:
             f"{', '.join(changed)}; these can change results, so the run cannot be resumed with "
             "them. Restore the suite file, or start a new run."
         )
-    device, workers, threads = placement(current)
+    device, workers, threads, cluster = _place(current)
     if device != json.loads((run_dir / "config.json").read_text())["device"]:
         raise UsageError(f"{shown(run_dir)}: started on another device; resume it on the same kind")
     env_path = run_dir / "env.json"
     env = json.loads(env_path.read_text())
-    env.setdefault("resumed", []).append(environment(device, workers, threads))
+    executor = cluster.describe() if cluster else None
+    env.setdefault("resumed", []).append(environment(device, workers, threads, executor))
     atomic_write_json(env_path, env)
     print(f"bench: resuming {shown(run_dir)}", file=sys.stderr)
-    return _execute(current, run_dir, device, workers, threads, resume=True)
+    return _execute(current, run_dir, device, workers, threads, cluster, resume=True)
 
 
 def _stored_suite(run_dir: Path) -> Suite:
@@ -194,8 +210,9 @@ def _current_suite(run_dir: Path, stored: Suite) -> Suite:
 
 
 def _execute(
-    suite: Suite, run_dir: Path, device: str, workers: int, threads: int, resume: bool
-) -> int:
+    suite: Suite, run_dir: Path, device: str, workers: int, threads: int, cluster: Cluster | None,
+    resume: bool,
+) -> int:  # fmt: skip
     jobs = jobs_for(suite, run_dir, device)
     table = ResultsTable(run_dir, metric_order=list(suite.spec.metrics))
     statuses: dict[str, str] = {}
@@ -234,6 +251,12 @@ def _execute(
             table.add(payload)
             if tracker:
                 tracker.log_rows(payload)
+        elif kind == "restart":  # a lost Ray attempt: the cell goes on from its checkpoint
+            job = by_id[cell_id]
+            table.reset_cell(job.label, job.dataset, job.seed, payload)
+            again = max((r["step"] for r in payload), default=0)
+            bar.update(again - done_steps.get(cell_id, 0))
+            done_steps[cell_id] = again
         elif kind == "done":
             statuses[cell_id] = payload
             if tracker:
@@ -242,9 +265,14 @@ def _execute(
             done_steps[cell_id] = steps_per_cell
             bar.set_postfix_str(f"cells {len(statuses)}/{len(suite.cells())}")
 
-    _prepare_image_metrics(suite, jobs)
+    by_id = {job.cell_id: job for job in jobs}
+    _prepare_image_metrics(suite, jobs)  # here, once, before any cell starts (on any node)
     try:
-        run_jobs(jobs, workers, threads, on_event)
+        if cluster is not None:
+            run_jobs_ray(jobs, cluster, threads, workers, suite.spec.train.retries, on_event)
+        else:
+            gpus = torch.cuda.device_count() if device == "cuda" else 0
+            run_jobs(jobs, worker_devices(device, workers, gpus), threads, on_event)
     finally:
         bar.close()
         if table.rows:
@@ -265,8 +293,6 @@ def _execute(
 
 def _prepare_image_metrics(suite: Suite, jobs: list) -> None:
     """Train or convert backbones and cache real features once here, not in every worker at once."""
-    import torch
-
     from bench.datasets.images import ImageDataset
     from bench.metrics.images import ImageEvaluator, ImageMetric
 

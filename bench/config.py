@@ -34,10 +34,30 @@ class Train(BaseModel):
     model_config = STRICT
     batch_size: PositiveInt = 256  # real samples per critic step
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when present
-    workers: Annotated[int, Field(ge=0)] = 0  # CPU worker processes; 0 = one per core
-    threads: PositiveInt = (
-        1  # torch threads per CPU worker (more threads per process ran slower here)
-    )
+    # Cells run at once: on CPU, worker processes (0 = one per core); on CUDA, worker processes
+    # per GPU (0 = one), on cuda:0..N-1; with executor "ray", cells in flight (0 = as many as the
+    # cluster's resources allow).
+    workers: Annotated[int, Field(ge=0)] = 0
+    # torch threads per CPU worker (more threads per process ran slower here)
+    threads: PositiveInt = 1
+    # Where cells run: "local" (worker processes on this machine) or "ray" (one Ray task per cell
+    # on the cluster of `ray.address`; needs the `ray` extra). Results are the same either way.
+    executor: Literal["local", "ray"] = "local"
+    # Ray: GPUs each cell asks for (a fraction lets small cells share one GPU); default 1 when
+    # the device is CUDA, else 0.
+    gpus_per_cell: Annotated[float, Field(ge=0)] | None = None
+    # Ray: CPUs each cell asks for (Ray limits the cell's threads to it)
+    cpus_per_cell: Annotated[float, Field(gt=0)] = 1.0
+    # Ray: times a cell whose worker or node died is started again from its last checkpoint
+    retries: Annotated[int, Field(ge=0)] = 2
+
+
+class RayCluster(BaseModel):
+    model_config = STRICT
+    # The cluster cells run on with train.executor = "ray": "" starts a private Ray on this machine
+    # for the run; "auto" joins the cluster started on this machine with `ray start`;
+    # "HOST:6379" joins a cluster's head; "ray://HOST:10001" connects through the Ray client.
+    address: str = ""
 
 
 class Eval(BaseModel):
@@ -180,6 +200,7 @@ class SuiteSpec(BaseModel):
     train: Train = Train()
     checkpoint: Checkpoint = Checkpoint()
     tracking: Tracking = Tracking()
+    ray: RayCluster = RayCluster()  # used only with train.executor = "ray"
     # Variant config fields applied to every entry (each entry may still override them).
     variant_defaults: dict[str, Any] = {}
     # label → {variant = "name" (default: the label), datasets = [...] (default: the suite's), fields}
@@ -244,6 +265,11 @@ class Suite:
 RESULT_NEUTRAL = {
     "description",
     "train.workers",
+    "train.executor",
+    "train.gpus_per_cell",
+    "train.cpus_per_cell",
+    "train.retries",
+    "ray.address",
     "tracking.enabled",
     "tracking.uri",
     "tracking.log_weights",

@@ -16,7 +16,7 @@ from bench.errors import UsageError
 
 PACKAGES = [
     "gan-bench", "torch", "torchvision", "numpy", "scipy", "pandas", "pyarrow", "scikit-learn",
-    "matplotlib", "pydantic", "tqdm",
+    "matplotlib", "pydantic", "tqdm", "ray",
 ]  # fmt: skip
 
 
@@ -54,16 +54,21 @@ def resolve_device(requested: str) -> str:
 
 
 def placement(suite: Suite) -> tuple[str, int, int]:
-    """(device, CPU worker processes, torch threads per worker) for a run or tuning of `suite`."""
+    """(device, worker processes: in all on CPU, per GPU on CUDA, torch threads per worker) for a
+    local run or tuning of `suite`."""
     device = resolve_device(suite.spec.train.device)
     if device == "cuda" and not torch.cuda.is_available():
         raise UsageError(
             "train.device=cuda but no CUDA device is available; use device=auto or cpu"
         )
-    return device, suite.spec.train.workers or os.cpu_count() or 1, suite.spec.train.threads
+    default = (os.cpu_count() or 1) if device == "cpu" else 1
+    return device, suite.spec.train.workers or default, suite.spec.train.threads
 
 
-def environment(device: str, workers: int, threads: int) -> dict[str, Any]:
+def environment(
+    device: str, workers: int, threads: int, executor: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """What a run is measured on; `executor` describes a Ray cluster (default: local processes)."""
     versions = {}
     for name in PACKAGES:
         try:
@@ -71,10 +76,11 @@ def environment(device: str, workers: int, threads: int) -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[name] = None
     dev: dict[str, Any] = {"type": device}
-    if device == "cuda":
+    if device == "cuda" and torch.cuda.is_available():
         dev["name"] = torch.cuda.get_device_name(0)
+        dev["count"] = torch.cuda.device_count()
         dev["cuda"] = torch.version.cuda
-    else:
+    elif device == "cpu":
         dev["name"] = cpu_name()
     return {
         "git": git_state(),
@@ -82,8 +88,10 @@ def environment(device: str, workers: int, threads: int) -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "device": dev,
-        "workers": workers if device == "cpu" else 1,
-        "torch_threads_per_worker": threads if device == "cpu" else torch.get_num_threads(),
+        "executor": executor or {"kind": "local"},
+        # local: worker processes (per GPU on CUDA); ray: cells in flight at most (0: no limit)
+        "workers": workers,
+        "torch_threads_per_worker": threads,
         "deterministic_algorithms": True,
         "packages": versions,
     }

@@ -55,6 +55,12 @@ class ResultsTable:
         self.frame().to_csv(buf, index=False)
         atomic_write_bytes(self.run_dir / CSV_NAME, buf.getvalue().encode("utf-8"))
 
+    def reset_cell(self, variant: str, dataset: str, seed: int, rows: list[dict[str, Any]]) -> None:
+        """Replace one cell's rows by `rows` (a cell started again from its checkpoint's rows)."""
+        self.rows = [r for r in self.rows
+                     if (r["variant"], r["dataset"], r["seed"]) != (variant, dataset, seed)]  # fmt: skip
+        self.add(rows)
+
     def flush_parquet(self) -> None:
         buf = io.BytesIO()
         self.frame().to_parquet(buf, index=False)

@@ -1,12 +1,14 @@
 """The one training loop: every variant gets identical data, evaluation, timing and logging.
 
-A cell is one (variant entry, dataset, seed). On CPU cells run in spawned worker processes with a
-fixed number of torch threads each; on CUDA they run one after another in this process. Workers
-report through `emit(kind, payload)`: "progress" (steps done), "rows" (result rows), "done".
+A cell is one (variant entry, dataset, seed). Cells run in spawned worker processes, each bound to
+one device: on CPU with a fixed number of torch threads each, on CUDA `train.workers` per GPU on
+cuda:0..N-1 (bench/cluster.py runs them as Ray tasks instead). Workers report through
+`emit(kind, payload)`: "progress" (steps done), "rows" (result rows), "done".
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import multiprocessing as mp
@@ -74,10 +76,10 @@ def jobs_for(suite: Suite, run_dir: Path, device: str) -> list[CellJob]:
             eval=spec.eval.model_dump(),
             metrics=list(spec.metrics),
             device=device,
-            cell_dir=str(run_dir / "cells" / cell.cell_id),
+            cell_dir=str(run_dir.resolve() / "cells" / cell.cell_id),  # absolute: nodes share it
             checkpoint_every=spec.checkpoint.every,
             progress_every=max(1, spec.budget.gen_steps // 50),
-            cache_dir=str(default_cache_dir()),
+            cache_dir=str(default_cache_dir().resolve()),
             task=spec.task,
         )
         for cell in suite.cells()
@@ -253,6 +255,21 @@ def _fail(emit: Emit, base: dict, cell: CellState | None, note: str) -> str:
     return "failed"
 
 
+def lost_cell_row(job: CellJob, step: int, note: str) -> dict[str, Any]:
+    """The failed row of a cell whose process was lost; what it did after `step` is lost too."""
+    return {"variant": job.label, "dataset": job.dataset, "seed": job.seed, "step": step,
+            "status": "failed", "note": note, "time": time.time()}  # fmt: skip
+
+
+def set_threads(threads: int) -> None:
+    """torch threads of this process (inter-op threads are set once per process, when still free)."""
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set, or work already ran in this process
+        pass
+
+
 def _elapsed(start: float, device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -291,17 +308,23 @@ def _save_histograms(
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def _worker_main(conn: Connection, threads: int) -> None:
-    """A CPU worker process: runs the jobs it receives until it receives None."""
+def worker_devices(device: str, workers: int, gpus: int) -> list[str]:
+    """The device of each local worker process: `workers` on the CPU, or `workers` per GPU."""
+    if device == "cpu":
+        return ["cpu"] * workers
+    return [f"cuda:{i}" for i in range(gpus) for _ in range(workers)]
+
+
+def _worker_main(conn: Connection, device: str, threads: int) -> None:
+    """A worker process bound to `device`: runs the jobs it receives until it receives None."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled by the main process
-    torch.set_num_threads(threads)
-    torch.set_num_interop_threads(1)
+    set_threads(threads)
     while (job := conn.recv()) is not None:
 
         def emit(kind: str, payload: Any, cell_id: str = job.cell_id) -> None:
             conn.send((cell_id, kind, payload))
 
-        emit("done", run_cell(job, emit))
+        emit("done", run_cell(dataclasses.replace(job, device=device), emit))
 
 
 @dataclass
@@ -312,9 +335,10 @@ class _Worker:
 
 
 def run_jobs(
-    jobs: list[CellJob], workers: int, threads: int, on_event: Callable[[str, str, Any], None]
+    jobs: list[CellJob], devices: list[str], threads: int, on_event: Callable[[str, str, Any], None]
 ) -> dict[str, str]:
-    """Run every job; `on_event(cell_id, kind, payload)` sees progress, rows and "done" here.
+    """Run every job on one worker process per entry of `devices` (see `worker_devices`);
+    `on_event(cell_id, kind, payload)` sees progress, rows and "done" here.
 
     Returns the final status of every cell. A worker that dies (killed, out of memory) fails the
     cell it was running; the other workers carry on. On an interrupt the workers are terminated.
@@ -322,20 +346,14 @@ def run_jobs(
     statuses: dict[str, str] = {}
     if not jobs:
         return statuses
-    if jobs[0].device.startswith("cuda"):
-        for job in jobs:  # one GPU: cells one after another, in this process
-            statuses[job.cell_id] = run_cell(job, lambda k, p, c=job.cell_id: on_event(c, k, p))
-            on_event(job.cell_id, "done", statuses[job.cell_id])
-        return statuses
-
     ctx = mp.get_context("spawn")
     pool: list[_Worker] = []
     saved_env = {k: os.environ.get(k) for k in THREAD_VARS}
     os.environ.update({k: str(threads) for k in THREAD_VARS})  # inherited by the spawned workers
     try:
-        for _ in range(min(workers, len(jobs))):
+        for device in devices[: len(jobs)]:
             here, there = ctx.Pipe(duplex=True)
-            proc = ctx.Process(target=_worker_main, args=(there, threads))
+            proc = ctx.Process(target=_worker_main, args=(there, device, threads))
             proc.start()
             there.close()  # so that the worker's death reads as end-of-file here
             pool.append(_Worker(proc, here))
@@ -353,11 +371,8 @@ def run_jobs(
 
     def fail(cell: str, reason: str) -> None:
         # The step is the last one reported; what the cell did after that is lost.
-        job = by_id[cell]
-        row = {"variant": job.label, "dataset": job.dataset, "seed": job.seed,
-               "step": max(progress.get(cell, 0), row_step.get(cell, 0)), "status": "failed",
-               "note": reason, "time": time.time()}  # fmt: skip
-        on_event(cell, "rows", [row])
+        step = max(progress.get(cell, 0), row_step.get(cell, 0))
+        on_event(cell, "rows", [lost_cell_row(by_id[cell], step, reason)])
         on_event(cell, "done", "failed")
         statuses[cell] = "failed"
 

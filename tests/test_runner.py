@@ -248,3 +248,25 @@ def test_ctrl_c_stops_workers_and_keeps_rows(write_suite, tmp_path):
     assert proc.returncode == 130 and "interrupted" in err
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
     assert len(pd.read_csv(out / "results.csv")) >= 2
+
+
+def test_local_workers_are_placed_on_every_gpu_in_turn():
+    from bench.runner import worker_devices
+
+    assert worker_devices("cpu", 3, gpus=0) == ["cpu", "cpu", "cpu"]
+    # train.workers per GPU: two GPUs with two workers each
+    assert worker_devices("cuda", 2, gpus=2) == ["cuda:0", "cuda:0", "cuda:1", "cuda:1"]
+
+
+@pytest.mark.parametrize("command", ["run", "tune"])
+def test_the_ray_executor_without_ray_is_refused_naming_the_extra(
+    command, bench, write_suite, tmp_path, monkeypatch
+):  # fmt: skip
+    from tests.test_tune import TUNE_SUITE
+
+    write_suite(TUNE_SUITE)
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as when it is not installed
+    rc, err = bench(command, "suite=suites/tiny.toml", "executor=ray", "out=r")
+    assert rc == 2
+    assert "train.executor=ray needs Ray" in err and "pip install 'gan-bench[ray]'" in err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "results").exists()
