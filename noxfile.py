@@ -44,6 +44,13 @@ def tune(session: nox.Session) -> None:
 
 
 @nox.session
+def executors(session: nox.Session) -> None:
+    """Benchmark: a suite's wall time under local workers and Ray, 1 and 2 cells at once."""
+    install(session, "ray")
+    session.run("python", "-m", "bench.executor_overhead", *session.posargs)
+
+
+@nox.session
 def report(session: nox.Session) -> None:
     """Re-render summary.md and plots of a run folder: nox -s report -- results/runs/00001-NAME."""
     install(session)

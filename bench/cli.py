@@ -16,6 +16,7 @@ from tqdm import tqdm
 from bench import checkpoint
 from bench.cluster import Cluster, connect, run_jobs_ray
 from bench.config import (
+    Eval,
     Suite,
     available_suites,
     load_suite,
@@ -25,12 +26,13 @@ from bench.config import (
     shown,
     suite_from_resolved,
 )
+from bench.datasets.images import ImageDataset, UnpairedImageDataset
 from bench.env import environment, placement
 from bench.errors import UsageError
 from bench.io import atomic_write_json
 from bench.registry import DATASETS, METRICS, TASKS, VARIANTS, load_all
 from bench.results import ResultsTable, final_steps, read_results
-from bench.runner import jobs_for, run_jobs, worker_devices
+from bench.runner import CellJob, jobs_for, run_jobs, worker_devices
 from bench.tracking import Tracker, cell_id, resolve_uri
 
 RESERVED = {"suite", "profile", "out", "resume", "with", "entries"}
@@ -293,25 +295,45 @@ def _execute(
 
 def _prepare_image_metrics(suite: Suite, jobs: list) -> None:
     """Train or convert backbones and cache real features once here, not in every worker at once."""
-    from bench.datasets.images import ImageDataset
-    from bench.metrics.images import ImageEvaluator, ImageMetric
+    from bench.metrics.images import ImageMetric
 
     names = [m for m in suite.spec.metrics if isinstance(METRICS.get(m), ImageMetric)]
     ev = suite.spec.eval
     for dataset_name in sorted({job.dataset for job in jobs}):
         dataset = DATASETS.get(dataset_name)()
-        if not names or not isinstance(dataset, ImageDataset):
-            continue
-        print(f"bench: preparing image metrics for {dataset_name} (backbones {', '.join(ev.backbones)}; "
-              "a domain classifier is trained once per machine and cached)", file=sys.stderr)  # fmt: skip
-        evaluator = ImageEvaluator(
-            dataset, names, list(ev.backbones), ev.num_real or ev.num_samples,
-            Path(jobs[0].cache_dir), torch.device(jobs[0].device), ev.reference_split,
-            ev.kid_subsets, ev.inception_weights,
-        )  # fmt: skip
-        for bb in evaluator.prepare():
-            print(f"bench:   {bb.name}: weights sha256 {bb.weights_sha256[:12]}… "
-                  + " ".join(f"{k}={v}" for k, v in bb.info.items()), file=sys.stderr)  # fmt: skip
+        # What cells score against: the images, or each domain of an unpaired dataset, whose
+        # held-out images are the outputs' sources (tasks/unpaired.py), so as many real images.
+        if isinstance(dataset, ImageDataset):
+            parts = [(dataset_name, dataset, ev.num_real or ev.num_samples)]
+        elif isinstance(dataset, UnpairedImageDataset):
+            parts = [(f"{dataset_name} domain {key}", part,
+                      ev.num_real or min(ev.num_samples, len(part.split("held_out")[0])))
+                     for key, part in dataset.domains.items()]  # fmt: skip
+        else:
+            parts = []
+        for shown_name, part, num_real in parts if names else []:
+            _prepare_backbones(shown_name, part, names, num_real, ev, jobs[0])
+
+
+def _prepare_backbones(
+    name: str, dataset: ImageDataset, metrics: list[str], num_real: int, ev: Eval, job: CellJob
+) -> None:  # fmt: skip
+    from bench.metrics.images import ImageEvaluator
+
+    device = torch.device(job.device)
+    if device.type == "cuda" and not torch.cuda.is_available():  # cells on a cluster's GPUs
+        print(f"bench: no GPU here to prepare image metrics for {name}: the first cell on each "
+              "node prepares them in the shared cache", file=sys.stderr)  # fmt: skip
+        return
+    print(f"bench: preparing image metrics for {name} (backbones {', '.join(ev.backbones)}; "
+          "a domain classifier is trained once per machine and cached)", file=sys.stderr)  # fmt: skip
+    evaluator = ImageEvaluator(
+        dataset, metrics, list(ev.backbones), num_real, Path(job.cache_dir), device,
+        ev.reference_split, ev.kid_subsets, ev.inception_weights,
+    )  # fmt: skip
+    for bb in evaluator.prepare():
+        print(f"bench:   {bb.name}: weights sha256 {bb.weights_sha256[:12]}… "
+              + " ".join(f"{k}={v}" for k, v in bb.info.items()), file=sys.stderr)  # fmt: skip
 
 
 def cmd_sync(run_dir: str, args: list[str]) -> int:

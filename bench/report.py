@@ -62,6 +62,17 @@ def render(run_dir: Path) -> Path:
 # --- Sections ------------------------------------------------------------------------------------
 
 
+def _workers(env: dict) -> str:
+    """How cells ran: local worker processes, or Ray tasks on a cluster of so many nodes."""
+    ex = env.get("executor", {"kind": "local"})
+    if ex["kind"] != "ray":
+        return f"{env.get('workers')} worker(s)"
+    cap = f"at most {env['workers']} at once" if env.get("workers") else "as many at once as fit"
+    cluster = ", ".join(f"{v:g} {k}" for k, v in ex.get("cluster", {}).items())
+    return (f"Ray tasks of {ex['cpus_per_cell']:g} CPU and {ex['gpus_per_cell']:g} GPU, {cap}, "
+            f"on {ex['nodes']} node(s) ({cluster})")  # fmt: skip
+
+
 def _header(cfg: dict, env: dict, run_dir: Path) -> list[str]:
     git = env.get("git", {})
     commit = git.get("commit") or f"unknown ({git.get('unknown_because', '')})"
@@ -77,7 +88,7 @@ def _header(cfg: dict, env: dict, run_dir: Path) -> list[str]:
         f"- Seeds: {', '.join(map(str, cfg['seeds']))}. Intervals are 95% Student-t intervals of the "
         "mean over seeds at the final step.",
         _evaluation_line(cfg),
-        f"- Device: {dev.get('type')} ({dev.get('name')}), {env.get('workers')} worker(s) × "
+        f"- Device: {dev.get('type')} ({dev.get('name', 'on the cluster')}), {_workers(env)} × "
         f"{env.get('torch_threads_per_worker')} torch thread(s); torch "
         f"{env.get('packages', {}).get('torch')}; commit `{commit}`{dirty}.",
         f"- Run folder: `{run_dir.name}`; every number below is re-made by `bench report` from "

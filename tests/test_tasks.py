@@ -438,6 +438,9 @@ def test_unpaired_translation_runs_end_to_end(write_suite, bench, cache, tmp_pat
     rc, err = bench("run", f"suite={write_suite(UNPAIRED_SUITE)}", "tracking.enabled=false",
                     f"out={tmp_path / 'run'}")  # fmt: skip
     assert rc == 0, err
+    # Each domain's classifier and features are prepared once, before the cells start.
+    for domain in ("A", "B"):
+        assert f"preparing image metrics for mnist2textured domain {domain}" in err
     rows = pd.read_csv(tmp_path / "run" / "results.csv")
     assert list(rows["step"]) == [0, 4, 8] and (rows["status"] == "ok").all()
     final = rows.iloc[-1]
