@@ -11,10 +11,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests.conftest import TINY_SUITE
-from tests.test_resume import assert_same_run
+from tests.test_resume import TIMING, assert_same_run
 
 ray = pytest.importorskip("ray", reason="the Ray executor's tests need the ray extra")
 psutil = pytest.importorskip("psutil")
@@ -141,31 +142,38 @@ def wait_for_cell(run_dir: Path, run: subprocess.Popen, on: str | None = None) -
     raise AssertionError(f"no running cell reached a checkpoint{f' on {on}' if on else ''}")
 
 
-@pytest.mark.cluster
-def test_a_node_killed_mid_cell_costs_only_what_followed_its_checkpoint(
-    tmp_path, write_suite, cluster, local_run
-):  # fmt: skip
-    write_suite(SUITE)
-    cluster.add_node("victim")  # the node to kill: the other tests keep their two nodes
-    # Cells run on every node; once a cell on the victim has a checkpoint, that node dies.
+def run_and_kill_a_node(tmp_path: Path, cluster: LocalCluster, name: str, *extra: str):
+    """Run the suite on the cluster plus a node `name`; kill that node once a cell on it has a
+    checkpoint. Returns (the run's process, finished; the cell; the dead node's id)."""
+    cluster.add_node(name)  # the node to kill: the other tests keep their two nodes
     args = [
         "run",
         "suite=suites/tiny.toml",
         "out=ray",
         "executor=ray",
-        "workers=0",  # as many cells at once as the nodes hold
         f"ray.address={cluster.address}",
-    ]
+        "workers=0",
+        *extra,
+    ]  # fmt: skip  (workers=0: as many cells at once as the nodes hold)
     run = bench(tmp_path, *args, wait=False)
-    victim, node_id = wait_for_cell(tmp_path / "ray", run, on="victim")
+    cell, node_id = wait_for_cell(tmp_path / "ray", run, on=name)
     raylets = [p for p in psutil.process_iter(["cmdline"])
                if f"--node_id={node_id}" in " ".join(p.info["cmdline"] or [])]  # fmt: skip
-    assert raylets, "the victim node's raylet was not found"
+    assert raylets, f"the raylet of node {name} was not found"
     kill_tree(raylets)
-    _, err = run.communicate(timeout=240)
-    assert run.returncode == 0, err
+    run.communicate(timeout=240)
+    return run, cell, node_id
 
-    # The lost cell started again from its checkpoint, on the head, and every number is the same.
+
+@pytest.mark.cluster
+def test_a_node_killed_mid_cell_costs_only_what_followed_its_checkpoint(
+    tmp_path, write_suite, cluster, local_run
+):  # fmt: skip
+    write_suite(SUITE)
+    run, victim, node_id = run_and_kill_a_node(tmp_path, cluster, "victim")
+    assert run.returncode == 0
+
+    # The lost cell started again from its checkpoint on another node, and every number is the same.
     tries = attempts(tmp_path / "ray")[victim]
     assert len(tries) == 2, tries
     assert "Died" in tries[0]["ended"] or "Crashed" in tries[0]["ended"], tries[0]
@@ -174,6 +182,29 @@ def test_a_node_killed_mid_cell_costs_only_what_followed_its_checkpoint(
     assert_same_run(local_run, tmp_path / "ray")
     env = json.loads((tmp_path / "ray" / "env.json").read_text())
     assert env["executor"]["kind"] == "ray" and env["executor"]["nodes"] == 3
+
+
+@pytest.mark.cluster
+def test_a_cell_lost_more_often_than_its_retries_is_failed_with_the_reason(
+    tmp_path, write_suite, cluster, local_run
+):  # fmt: skip
+    write_suite(SUITE)
+    run, victim, _ = run_and_kill_a_node(tmp_path, cluster, "victim0", "train.retries=0")
+    assert run.returncode == 1  # a failed cell; the others finished
+    final = pd.read_csv(tmp_path / "ray" / "results.csv").groupby("seed").tail(1)
+    lost = final[final["seed"] == int(victim[-1])].iloc[0]
+    assert lost["status"] == "failed" and lost["step"] >= 15
+    assert "NodeDiedError" in lost["note"] and "gave up after 1 attempts" in lost["note"]
+    others = final[final["seed"] != int(victim[-1])]
+    assert len(others) == 2 and (others["status"] == "ok").all()
+    reference = pd.read_csv(local_run / "results.csv").drop(columns=TIMING)
+    ok = pd.read_csv(tmp_path / "ray" / "results.csv").drop(
+        columns=TIMING + ["note"], errors="ignore"
+    )
+    same = ok[ok["seed"] != int(victim[-1])].reset_index(drop=True)
+    expected = reference[reference["seed"] != int(victim[-1])].reset_index(drop=True)
+    # (dtype aside: the failed row has no images_seen, so that column reads as float)
+    pd.testing.assert_frame_equal(same, expected[same.columns], check_exact=True, check_dtype=False)
 
 
 @pytest.mark.cluster
@@ -229,7 +260,7 @@ def test_a_cell_the_cluster_cannot_hold_is_refused_before_any_folder_exists(
 def test_tune_runs_its_trial_workers_as_ray_tasks_on_every_node(tmp_path, write_suite, cluster):
     from tests.test_tune import TUNE_SUITE, assert_exactly, trials_of
 
-    write_suite(TUNE_SUITE)
+    write_suite(TUNE_SUITE.replace("gen_steps = 30", "gen_steps = 60"))  # both workers get trials
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     run = bench(tmp_path, "tune", "suite=suites/tiny.toml", "entries=wgan", "trials=4", f"storage={storage}",
                 "executor=ray", "workers=2", f"ray.address={cluster.address}")  # fmt: skip
