@@ -170,6 +170,18 @@ class Claim(BaseModel):
         )
 
 
+class Report(BaseModel):
+    """What summary.md adds to its ranking and its speed-and-memory table."""
+
+    model_config = STRICT
+    # Metrics (by name) each of whose columns gets a test of every pair of variants, besides the
+    # suite's first (primary) metric, which always gets one.
+    tested: list[str] = []
+    # An entry label: each variant's training cost (seconds per generator step, peak memory) is
+    # also stated as a ratio to this entry's.
+    cost_reference: str | None = None
+
+
 class Regress(BaseModel):
     """How `bench baseline` turns seed-to-seed spread into the bands `bench regress` checks."""
 
@@ -208,6 +220,7 @@ class SuiteSpec(BaseModel):
     tuning: Tuning | None = None  # hyperparameter search (bench tune); ignored by bench run
     claims: list[Claim] = []  # findings checked in summary.md and by bench regress
     regress: Regress = Regress()  # tolerance bands of bench baseline / bench regress
+    report: Report = Report()  # extra tests and cost ratios in summary.md
 
 
 @dataclass(frozen=True)
@@ -270,6 +283,8 @@ RESULT_NEUTRAL = {
     "train.cpus_per_cell",
     "train.retries",
     "ray.address",
+    "report.tested",
+    "report.cost_reference",
     "tracking.enabled",
     "tracking.uri",
     "tracking.log_weights",
@@ -620,7 +635,18 @@ def _check_spec(spec: SuiteSpec, where: str) -> tuple[Entry, ...]:
     _check_unlabelled(spec, entries, image_metrics, where)
     _check_tuning(spec, entries, where)
     _check_claims(spec, entries, where)
+    _check_report(spec, entries, where)
     return entries
+
+
+def _check_report(spec: SuiteSpec, entries: tuple[Entry, ...], where: str) -> None:
+    unknown = [m for m in spec.report.tested if m not in spec.metrics]
+    if unknown:
+        raise UsageError(f"{where}: key 'report.tested': {', '.join(unknown)} not among the "
+                         f"suite's metrics ({', '.join(spec.metrics)})")  # fmt: skip
+    reference = spec.report.cost_reference
+    if reference is not None:
+        _entry({e.label: e for e in entries}, reference, "report.cost_reference", where)
 
 
 def _check_unlabelled(
@@ -761,6 +787,9 @@ def select_entries(suite: Suite, labels: list[str]) -> Suite:
     spec = suite.spec.model_copy(update={
         "variants": {k: v for k, v in suite.spec.variants.items() if k in labels}, "claims": claims,
         "tuning": None,  # its search spaces may name the entries left out; bench run ignores it
+        "report": suite.spec.report.model_copy(update={"cost_reference": (
+            suite.spec.report.cost_reference
+            if suite.spec.report.cost_reference in labels else None)}),
     })  # fmt: skip
     entries = tuple(e for e in suite.entries if e.label in labels)
     return Suite(suite.name, suite.path, suite.profile, spec, entries)

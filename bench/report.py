@@ -51,7 +51,7 @@ def render(run_dir: Path) -> Path:
     lines += _critic_tracks_quality(df)
     lines += _pile_up(cfg, final, run_dir, plots)
     lines += _depth(cfg, final, plots)
-    lines += _performance(df, final)
+    lines += _performance(cfg, df, final)
     lines += _curves(cfg, df, run_dir, plots)
     lines += _glossary()
     path = run_dir / "summary.md"
@@ -156,13 +156,17 @@ def _ranking(cfg: dict, final: pd.DataFrame) -> list[str]:
         if not columns:
             continue
         lines += [f"### {dataset}", ""]
+        tested = cfg.get("report", {}).get("tested", [])
         for i, col in enumerate(columns):
             higher = bool(column_direction(col))
-            values = {v: g[col].dropna().tolist() for v, g in group.groupby("variant", sort=False)}
+            # KID is shown ×100, as the papers that report it do (U-GAT-IT, NICE-GAN).
+            scale, shown_as = (100, f"{col} ×100") if col.startswith("kid/") else (1, col)
+            values = {v: (g[col].dropna() * scale).tolist()
+                      for v, g in group.groupby("variant", sort=False)}  # fmt: skip
             ranked = rank(values, higher)
             order = " > ".join(f"`{v}` {ci.format()}" for v, ci in ranked)
-            lines.append(f"- **{col}** ({'higher' if higher else 'lower'} is better): {order}")
-            if i == 0:
+            lines.append(f"- **{shown_as}** ({'higher' if higher else 'lower'} is better): {order}")
+            if i == 0 or col.split("/")[0] in tested:
                 lines += [f"  - {pair.statement()}" for pair in pairwise(values, higher)]
         lines.append("")
     return lines
@@ -320,7 +324,7 @@ def _depth(cfg: dict, final: pd.DataFrame, plots: Path) -> list[str]:
     return lines
 
 
-def _performance(df: pd.DataFrame, final: pd.DataFrame) -> list[str]:
+def _performance(cfg: dict, df: pd.DataFrame, final: pd.DataFrame) -> list[str]:
     ok = final[final["status"] == "ok"]
     if ok.empty:
         return []
@@ -337,7 +341,30 @@ def _performance(df: pd.DataFrame, final: pd.DataFrame) -> list[str]:
         "",
         *_table(perf, cols, ["variant", "dataset"]),
         "",
+        *_cost_ratios(cfg, ok),
     ]
+
+
+def _cost_ratios(cfg: dict, ok: pd.DataFrame) -> list[str]:
+    """Each variant's seconds per generator step and peak memory against the reference entry's."""
+    reference = cfg.get("report", {}).get("cost_reference")
+    if not reference or reference not in set(ok["variant"]):
+        return []
+    lines = [f"### Cost against `{reference}`", "",
+             "Means over seeds: training seconds per generator step (critic steps included) and "
+             "peak memory, and their ratio to the reference's on the same dataset.", "",
+             "| variant | dataset | s / step | × | peak MB | × |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for dataset, group in ok.groupby("dataset", sort=False):
+        per = group.assign(s_per_step=1 / group["gen_steps_per_s"]).groupby("variant", sort=False)
+        means = per[["s_per_step", "peak_mem_mb"]].mean()
+        if reference not in means.index:
+            continue
+        ref = means.loc[reference]
+        for variant, m in means.iterrows():
+            lines.append(f"| `{variant}` | `{dataset}` | {m['s_per_step']:.3g} | "
+                         f"{m['s_per_step'] / ref['s_per_step']:.2f} | {m['peak_mem_mb']:.0f} | "
+                         f"{m['peak_mem_mb'] / ref['peak_mem_mb']:.2f} |")  # fmt: skip
+    return [*lines, ""]
 
 
 def _curves(cfg: dict, df: pd.DataFrame, run_dir: Path, plots: Path) -> list[str]:

@@ -15,6 +15,14 @@ def replace(old: str, new: str) -> str:
 
 
 BAD_SUITES = {
+    "a tested metric the suite lacks": (
+        TINY_SUITE + '\n[report]\ntested = ["fid"]\n',
+        "key 'report.tested': fid not among the suite's metrics",
+    ),
+    "a cost reference that is no entry": (
+        TINY_SUITE + '\n[report]\ncost_reference = "cyclegan"\n',
+        "key 'report.cost_reference'",
+    ),
     "unknown top-level key": ('evaluation = "x"\n' + TINY_SUITE, "key 'evaluation': unknown key"),
     "unknown nested key": (
         replace("every = 3", "evry = 3"),
