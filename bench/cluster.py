@@ -238,9 +238,9 @@ def run_jobs_ray(
                 job = running.pop(ref)
                 try:
                     status = ray.get(ref)
-                except (
-                    ray.exceptions.RayTaskError
-                ) as exc:  # the cell's code raised outside run_cell
+                # The cell's code raised outside run_cell's own handling (an import on that
+                # node, say): not retried, since it would fail the same way again.
+                except ray.exceptions.RayTaskError as exc:
                     record(job.cell_id, ended=f"error: {_first_line(exc)}")
                     on_event(job.cell_id, "rows", [lost_cell_row(job, reached[job.cell_id],
                                                                  _first_line(exc))])  # fmt: skip

@@ -79,7 +79,7 @@ def cluster():
     env = {**os.environ, **CLUSTER_ENV}
     head = [RAY, "start", "--head", f"--port={port}", "--num-cpus=1", f"--temp-dir={temp}",
             "--include-dashboard=false", f"--dashboard-port={free_port()}",
-            f"--ray-client-server-port={free_port()}", "--object-store-memory=100000000",
+            "--object-store-memory=100000000",
             "--disable-usage-stats"]  # fmt: skip
     try:
         subprocess.run(head, env=env, check=True, capture_output=True, timeout=120)
