@@ -167,7 +167,7 @@ def _check_data(suite: Suite) -> None:
         for name in entry.datasets:
             if name not in built:
                 built[name] = DATASETS.get(name)()  # a missing dataset is reported here
-            problem = VARIANTS.get(entry.variant).data_problem(built[name].spec)
+            problem = VARIANTS.get(entry.variant).data_problem(built[name].spec, entry.config)
             if problem:
                 raise UsageError(
                     f"variants.{entry.label} cannot train on '{name}': {problem}; resize the "

@@ -55,9 +55,9 @@ class Variant:
         self.device = device
 
     @classmethod
-    def data_problem(cls, data: DataSpec) -> str | None:
-        """Why the networks cannot be built for `data` (for example an image size they cannot
-        take), or None; checked before a run starts."""
+    def data_problem(cls, data: DataSpec, cfg: VariantConfig | None = None) -> str | None:
+        """Why the networks of config `cfg` (default: the defaults) cannot be built for `data`
+        (for example an image size they cannot take), or None; checked before a run starts."""
         return None
 
     @property
@@ -97,6 +97,11 @@ class Variant:
     def critic(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """D's raw scores for samples `x` (and `labels`, for a conditional variant)."""
         return self.D(x)
+
+    def critic_network(self, domain: str = "") -> nn.Module:
+        """The critic whose weights the diagnostics inspect: `D`, or the critic of `domain`
+        ("A", "B") of a translation model with one per domain (`D_A`, `D_B` unless it says)."""
+        return getattr(self, f"D_{domain}" if domain else "D")
 
     def state_dict(self) -> dict[str, Any]:
         """State of every network, optimiser and learning-rate scheduler the variant holds, for

@@ -1,3 +1,14 @@
 """Variant implementations, one algorithm per module. Importing this package registers them all."""
 
-from variants import cgan, cyclegan, dcgan, gan, lsgan, pix2pix, wgan, wgan_gp  # noqa: F401
+from variants import (  # noqa: F401
+    cgan,
+    cyclegan,
+    dcgan,
+    gan,
+    lsgan,
+    nicegan,
+    pix2pix,
+    ugatit,
+    wgan,
+    wgan_gp,
+)  # fmt: skip

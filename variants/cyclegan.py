@@ -126,7 +126,7 @@ class CycleGAN(Variant):
     capabilities = frozenset({"translates_unpaired", "critic"})  # critics D_A and D_B
 
     @classmethod
-    def data_problem(cls, data: DataSpec) -> str | None:
+    def data_problem(cls, data: DataSpec, cfg: VariantConfig | None = None) -> str | None:
         # Two stride-2 stages down and two up return an image's size only when 4 divides it.
         if data.shape[-1] % 4 or data.shape[-2] % 4:
             return (

@@ -125,7 +125,7 @@ class Pix2Pix(Variant):
     dropout_at_test = True
 
     @classmethod
-    def data_problem(cls, data: DataSpec) -> str | None:
+    def data_problem(cls, data: DataSpec, cfg: VariantConfig | None = None) -> str | None:
         if data.shape[-1] != data.shape[-2]:
             return f"the U-Net takes square images, not {data.shape[-1]}×{data.shape[-2]}"
         return None

@@ -156,7 +156,7 @@ def critic_columns(
     `name` is empty for a model with one critic, `D`, whose columns keep their plain names. A model
     with several names each (CycleGAN's `D_A`, `D_B`): its columns get the suffix `/<name>`, and
     weight histograms are kept only for a single critic."""
-    critic = getattr(variant, name or "D")
+    critic = variant.critic_network(name.removeprefix("D_"))
     suffix = f"/{name}" if name else ""
     with torch.no_grad():
         critic_loss = float(variant.critic_loss(real_out, fake_out))
