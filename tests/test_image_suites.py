@@ -26,6 +26,7 @@ def test_every_image_variant_is_in_some_image_suite():
         "wgan_vs_gp_images",
         "translation_paired",
         "translation_unpaired",
+        "translation_attention",
     ]:
         names |= {e.variant for e in load_suite(suite).entries}
     assert names == set(VARIANTS.names())
@@ -55,3 +56,28 @@ def test_cgan_smoke_run_records_label_accuracy_grids_and_a_ranking(
     assert "## Ranking, with significance" in summary and "fid/lenet-mnist5k" in summary
     assert any(f"{a} {verb} {b}" in summary for a, b in [("cgan", "cgan_mlp"), ("cgan_mlp", "cgan")]
                for verb in ("vs", "is better than"))  # fmt: skip
+
+
+def test_translation_attention_ranks_on_kid_and_label_preservation_and_states_costs(
+    bench, cache, tmp_path, monkeypatch
+):  # fmt: skip
+    monkeypatch.setenv("GAN_BENCH_CACHE", str(cache))
+    rc, err = bench("run", "suite=translation_attention", "profile=smoke", "seeds=0,1",
+                    "entries=cyclegan,ugatit,nicegan", "tracking.enabled=false",
+                    f"out={tmp_path / 'run'}")  # fmt: skip
+    assert rc == 0, err
+    final = pd.read_csv(tmp_path / "run" / "results.csv").groupby(["variant", "seed"]).tail(1)
+    assert len(final) == 6 and (final["status"] == "ok").all()
+    summary = (tmp_path / "run" / "summary.md").read_text()
+    ranking = summary.split("## Ranking, with significance")[1].split("\n## ")[0]
+    # KID ×100 first, and every column of label preservation tested pair by pair too.
+    first = [line for line in ranking.splitlines() if line.startswith("- **")][0]
+    assert first.startswith("- **kid/") and "×100" in first
+    for column in ("label_preservation/lenet-textured_digits/A2B",
+                   "label_preservation/lenet-mnist5k/B2A"):  # fmt: skip
+        block = ranking.split(f"- **{column}**")[1].split("\n- **")[0]
+        assert block.count("  - ") == 3, block  # 3 pairs of 3 variants
+    cost = summary.split("### Cost against `cyclegan`")[1]
+    for variant in ("cyclegan", "ugatit", "nicegan"):
+        assert f"| `{variant}` | `mnist2textured` |" in cost
+    assert "| `cyclegan` | `mnist2textured` |" in cost and "| 1.00 |" in cost
