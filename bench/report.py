@@ -159,8 +159,9 @@ def _ranking(cfg: dict, final: pd.DataFrame) -> list[str]:
         tested = cfg.get("report", {}).get("tested", [])
         for i, col in enumerate(columns):
             higher = bool(column_direction(col))
-            # KID is shown ×100, as the papers that report it do (U-GAT-IT, NICE-GAN).
-            scale, shown_as = (100, f"{col} ×100") if col.startswith("kid/") else (1, col)
+            # Inception KID is shown ×100, as the papers that report it (U-GAT-IT, NICE-GAN); in a
+            # domain classifier's features KID is tens already and is shown as it is.
+            scale, shown_as = (100, f"{col} ×100") if col.startswith("kid/inception") else (1, col)
             values = {v: (g[col].dropna() * scale).tolist()
                       for v, g in group.groupby("variant", sort=False)}  # fmt: skip
             ranked = rank(values, higher)
