@@ -469,6 +469,11 @@ RESUME_CASES = {
     "cyclegan": (UNPAIRED_SUITE, 'metrics = ["label_preservation", "fid", "cycle_l1"]',
                  'metrics = ["cycle_l1"]', "variants.cyclegan", "CycleGAN",
                  "cyclegan__mnist2textured__s0"),
+    **{name: (UNPAIRED_SUITE.replace("d_layers = 1\npool_size = 6\n", "")
+              .replace("[variants.cyclegan]", f"[variants.{name}]"),
+              'metrics = ["label_preservation", "fid", "cycle_l1"]', 'metrics = ["cycle_l1"]',
+              f"variants.{name}", owner, f"{name}__mnist2textured__s0")
+       for name, owner in (("ugatit", "UGATIT"), ("nicegan", "NiceGAN"))},
 }  # fmt: skip
 
 
