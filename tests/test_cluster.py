@@ -142,20 +142,17 @@ def wait_for_cell(run_dir: Path, run: subprocess.Popen, on: str | None = None) -
     raise AssertionError(f"no running cell reached a checkpoint{f' on {on}' if on else ''}")
 
 
+def ray_run(cluster: LocalCluster, *extra: str) -> list[str]:
+    """`bench run` arguments for the suite on `cluster`, as many cells at once as its nodes hold."""
+    return ["run", "suite=suites/tiny.toml", "out=ray", "executor=ray", "workers=0",
+            f"ray.address={cluster.address}", *extra]  # fmt: skip
+
+
 def run_and_kill_a_node(tmp_path: Path, cluster: LocalCluster, name: str, *extra: str):
     """Run the suite on the cluster plus a node `name`; kill that node once a cell on it has a
     checkpoint. Returns (the run's process, finished; the cell; the dead node's id)."""
     cluster.add_node(name)  # the node to kill: the other tests keep their two nodes
-    args = [
-        "run",
-        "suite=suites/tiny.toml",
-        "out=ray",
-        "executor=ray",
-        f"ray.address={cluster.address}",
-        "workers=0",
-        *extra,
-    ]  # fmt: skip  (workers=0: as many cells at once as the nodes hold)
-    run = bench(tmp_path, *args, wait=False)
+    run = bench(tmp_path, *ray_run(cluster, *extra), wait=False)
     cell, node_id = wait_for_cell(tmp_path / "ray", run, on=name)
     raylets = [p for p in psutil.process_iter(["cmdline"])
                if f"--node_id={node_id}" in " ".join(p.info["cmdline"] or [])]  # fmt: skip
@@ -212,15 +209,7 @@ def test_bench_resume_finishes_a_ray_run_whose_driver_was_killed(
     tmp_path, write_suite, cluster, local_run
 ):  # fmt: skip
     write_suite(SUITE)
-    args = [
-        "run",
-        "suite=suites/tiny.toml",
-        "out=ray",
-        "executor=ray",
-        "workers=0",  # as many cells at once as the nodes hold
-        f"ray.address={cluster.address}",
-    ]
-    run = bench(tmp_path, *args, wait=False)
+    run = bench(tmp_path, *ray_run(cluster), wait=False)
     wait_for_cell(tmp_path / "ray", run)
     run.kill()  # the driver dies; Ray ends the tasks it owned
     run.communicate()
@@ -242,16 +231,8 @@ def test_a_cell_the_cluster_cannot_hold_is_refused_before_any_folder_exists(
     tmp_path, write_suite, cluster
 ):  # fmt: skip
     write_suite(SUITE)
-    base = [
-        "run",
-        "suite=suites/tiny.toml",
-        "out=ray",
-        "executor=ray",
-        "workers=0",  # as many cells at once as the nodes hold
-        f"ray.address={cluster.address}",
-    ]
     for extra, says in [("device=cuda", "has no GPU"), ("train.cpus_per_cell=4", "no node")]:
-        run = bench(tmp_path, *base, extra)
+        run = bench(tmp_path, *ray_run(cluster, extra))
         assert run.returncode == 2 and says in run.stderr, run.stderr
         assert not (tmp_path / "ray").exists()
 
