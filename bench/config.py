@@ -201,8 +201,9 @@ class SuiteSpec(BaseModel):
 
     model_config = STRICT
     description: Annotated[str, Field(min_length=1)]
-    # What the suite benchmarks (bench/tasks): "generation" (noise → sample) or
-    # "paired_translation" (source image → target image). Variants, datasets and metrics must fit.
+    # What the suite benchmarks (bench/tasks): "generation" (noise → sample), "paired_translation"
+    # (source image → target image), "unpaired_translation" or "super_resolution" (LR → HR image).
+    # Variants, datasets and metrics must fit.
     task: str = "generation"
     seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
     datasets: Annotated[list[str], Field(min_length=1)]
@@ -654,7 +655,7 @@ def _check_unlabelled(
 ) -> None:
     """Data without classes (a folder of the user's images) cannot train a domain classifier or
     score a label metric."""
-    from bench.datasets.images import LABEL_METRICS
+    from bench.datasets.images import LABEL_METRICS, has_domain_classifier
 
     unlabelled = sorted({d for e in entries for d in e.datasets
                          if getattr(DATASETS.get(d), "labelled", True) is False})  # fmt: skip
@@ -667,7 +668,18 @@ def _check_unlabelled(
             f"{where}: key 'metrics': {', '.join(label_metrics)} need the data's classes, and "
             f"{named} have none; remove those metrics for these datasets"
         )
-    if image_metrics and "domain" in spec.eval.backbones:
+    no_classifier = [d for d in unlabelled if not has_domain_classifier(d)]
+    named = ", ".join(no_classifier)
+    for entry in entries:  # SRGAN's offline content loss is the domain classifier's feature map
+        if getattr(entry.config, "content_loss", "") == "domain" and set(entry.datasets) & set(
+            no_classifier
+        ):
+            raise UsageError(
+                f"{where}: entry '{entry.label}': content_loss = \"domain\" is a feature map of "
+                f"a classifier trained on the data's classes, and {named} have none; set "
+                'content_loss = "mse", or "vgg54" with vgg_weights'
+            )
+    if image_metrics and "domain" in spec.eval.backbones and no_classifier:
         raise UsageError(
             f"{where}: key 'eval.backbones': 'domain' is a classifier trained on the data's "
             f'classes, and {named} have none; use backbones = ["inception"] (with '

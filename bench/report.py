@@ -541,6 +541,12 @@ def _evaluation_line(cfg: dict[str, Any]) -> str:
             f"- Evaluation: every {every} steps, the same (per seed) {n} held-out sources "
             "translated and compared with their targets (at most the held-out split's size)."
         )
+    if cfg.get("task") == "super_resolution":
+        return (
+            f"- Evaluation: every {every} steps, the same (per seed) {n} held-out LR images "
+            "upscaled and compared with their HR originals (at most the held-out split's size); "
+            "psnr_y/ssim_y on the Y channel with `scale` border pixels cropped."
+        )
     if cfg.get("task") == "unpaired_translation":
         return (
             f"- Evaluation: every {every} steps, the same (per seed) {n} held-out images of each "

@@ -116,11 +116,14 @@ class CellState:
     images_seen: int = 0
     train_seconds: float = 0.0
     loss_sums: dict[str, float] = field(default_factory=dict)  # training losses since the last row
+    # Steps that reported each loss since the last row: a variant may report a loss only in some
+    # steps (SRGAN's critic loss only after its MSE pretraining), and its mean is over those.
+    loss_counts: dict[str, int] = field(default_factory=dict)
     since_eval: int = 0  # generator steps since the last row
     rows: list[dict[str, Any]] = field(default_factory=list)
 
     COUNTERS: ClassVar[tuple[str, ...]] = (
-        "step", "images_seen", "train_seconds", "loss_sums", "since_eval", "rows",
+        "step", "images_seen", "train_seconds", "loss_sums", "loss_counts", "since_eval", "rows",
     )  # fmt: skip
 
     def state_dict(self) -> dict[str, Any]:
@@ -132,6 +135,8 @@ class CellState:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        # A checkpoint from before loss_counts existed: every loss was reported at every step.
+        state.setdefault("loss_counts", dict.fromkeys(state["loss_sums"], state["since_eval"]))
         for name in self.COUNTERS:
             setattr(self, name, state[name])
         self.variant.load_state_dict(state["variant"])
@@ -159,10 +164,12 @@ def run_cell(job: CellJob, emit: Emit, should_stop: ShouldStop | None = None) ->
         cls = VARIANTS.get(job.variant)
         variant = cls(cls.Config.model_validate(job.config), dataset.spec, device)
         variant.set_budget(job.gen_steps)
+        cache_dir = Path(job.cache_dir or default_cache_dir())
+        task.prepare_variant(variant, dataset, cache_dir)
         data_gen, eval_gen = stream(job.seed, "data"), stream(job.seed, "eval")
         evaluate = task.evaluation(EvalContext(
-            variant, dataset, device, eval_gen, job.eval, job.metrics,
-            Path(job.cache_dir or default_cache_dir()), cell_dir, job.gen_steps,
+            variant, dataset, device, eval_gen, job.eval, job.metrics, cache_dir, cell_dir,
+            job.gen_steps,
         ))  # fmt: skip
         cell = CellState(variant, data_gen, evaluate)
         draw = task.batches(dataset, variant, job.batch_size, data_gen, device)
@@ -216,14 +223,15 @@ def run_cell(job: CellJob, emit: Emit, should_stop: ShouldStop | None = None) ->
                 break
             for k, v in losses.items():
                 cell.loss_sums[k] = cell.loss_sums.get(k, 0.0) + v
+                cell.loss_counts[k] = cell.loss_counts.get(k, 0) + 1
             if cell.step % job.progress_every == 0:
                 emit("progress", job.progress_every)
             if cell.step in schedule or cell.step in save_at:
                 cell.train_seconds += _elapsed(interval_start, device)
                 if cell.step in schedule:
-                    train_means = {k: v / cell.since_eval for k, v in cell.loss_sums.items()}
+                    train_means = {k: v / cell.loss_counts[k] for k, v in cell.loss_sums.items()}
                     emit_row("ok", {**train_means, **evaluate(cell.step)})
-                    cell.loss_sums, cell.since_eval = {}, 0
+                    cell.loss_sums, cell.loss_counts, cell.since_eval = {}, {}, 0
                     if should_stop is not None and should_stop(cell.step, cell.rows[-1]):
                         status = "stopped"
                         break

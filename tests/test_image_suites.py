@@ -27,6 +27,7 @@ def test_every_image_variant_is_in_some_image_suite():
         "translation_paired",
         "translation_unpaired",
         "translation_attention",
+        "superres",
     ]:
         names |= {e.variant for e in load_suite(suite).entries}
     assert names == set(VARIANTS.names())

@@ -98,14 +98,14 @@ MISFITS = {
     "an unknown task": ((
         ('task = "paired_translation"', 'task = "image_translation"'),
     ), "unknown task 'image_translation'; known tasks: generation, paired_translation, "
-       "unpaired_translation"),
+       "super_resolution, unpaired_translation"),
     "a paired metric in a generation suite": ((
         ('task = "paired_translation"\n', ""),
         ('datasets = ["edges2digits"]', 'datasets = ["mnist5k"]'),
         ('metrics = ["label_preservation", "l1", "psnr", "ssim", "fid"]', 'metrics = ["fid", "psnr"]'),
         ("[variants.pix2pix]", "[variants.dcgan]"),
         ("[variant_defaults]\nngf = 4\nndf = 4\nd_layers = 1\n", ""),
-    ), "'psnr' applies to task paired_translation, not to 'generation'"),
+    ), "'psnr' applies to task paired_translation, super_resolution, not to 'generation'"),
     "unpaired data in a translation suite": ((
         ('datasets = ["edges2digits"]', 'datasets = ["mnist5k"]'),
     ), "'mnist5k' holds samples data, but task 'paired_translation' needs paired data"),
@@ -118,7 +118,7 @@ MISFITS = {
         ('datasets = ["edges2digits"]', 'datasets = ["mnist2textured"]'),
         ("[variants.pix2pix]", "[variants.cyclegan]"),
         ("d_layers = 1\n", "d_layers = 1\nn_blocks = 1\n"),
-    ), "'l1' applies to task paired_translation, not to 'unpaired_translation'"),
+    ), "'l1' applies to task paired_translation, super_resolution, not to 'unpaired_translation'"),
     "an unpaired variant in a paired suite": ((
         ("[variants.pix2pix]", "[variants.cyclegan]"),
     ), "variant 'cyclegan' does not fit task 'paired_translation'"),
@@ -146,7 +146,12 @@ def test_a_suite_that_does_not_fit_its_task_is_refused(case, write_suite, bench,
 def test_tasks_and_the_translation_variant_are_listed(bench):
     rc, _ = bench("list")
     assert rc == 0
-    assert set(TASKS.names()) == {"generation", "paired_translation", "unpaired_translation"}
+    assert set(TASKS.names()) == {
+        "generation",
+        "paired_translation",
+        "unpaired_translation",
+        "super_resolution",
+    }
     assert "translates" in VARIANTS.get("pix2pix").capabilities
     assert "translates_unpaired" in VARIANTS.get("cyclegan").capabilities
 

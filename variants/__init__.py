@@ -1,6 +1,7 @@
 """Variant implementations, one algorithm per module. Importing this package registers them all."""
 
 from variants import (  # noqa: F401
+    bicubic,
     cgan,
     cyclegan,
     dcgan,
@@ -8,6 +9,8 @@ from variants import (  # noqa: F401
     lsgan,
     nicegan,
     pix2pix,
+    srgan,
+    srresnet,
     ugatit,
     wgan,
     wgan_gp,

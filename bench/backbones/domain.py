@@ -26,6 +26,7 @@ ARCH = "lenet-v1"  # bump when LeNet or its training changes, so cached classifi
 FEATURES = "penultimate"  # layer for FID, KID, precision/recall, density/coverage
 LOGITS = "logits"  # layer for IS and class coverage
 TRAIN_IMAGES = 60_000  # images seen in training (epochs = this / split size, at least 3)
+# A dataset of large images may set `classifier_images` lower (photo_crops: 48×48 RGB).
 BATCH = 128
 
 
@@ -73,7 +74,8 @@ def train_classifier(dataset: ImageDataset, seed: int) -> tuple[LeNet, float]:
             g = torch.Generator().manual_seed(seed)
             net = LeNet(images.shape[1], dataset.num_classes)
             opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-            epochs = max(3, math.ceil(TRAIN_IMAGES / len(images)))
+            seen = getattr(dataset, "classifier_images", TRAIN_IMAGES)
+            epochs = max(3, math.ceil(seen / len(images)))
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
             net.train()
             for _ in range(epochs):

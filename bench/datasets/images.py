@@ -23,7 +23,7 @@ from bench.registry import DATASETS
 SPLIT_SEED = 0  # fixes the train/held-out split of the packaged sets; part of their fingerprint
 IMAGE_DATASETS = (
     "digits", "mnist5k", "stacked_mnist", "mnist", "fashion_mnist", "cifar10", "edges2digits",
-    "textured_digits", "mnist2textured",
+    "textured_digits", "mnist2textured", "mnist5k_x4", "sr_patches", "photo_crops",
 )  # fmt: skip
 LABEL_METRICS = ("label_accuracy", "label_preservation")  # need the data's classes
 
@@ -31,6 +31,15 @@ LABEL_METRICS = ("label_accuracy", "label_preservation")  # need the data's clas
 def is_image_dataset(name: str) -> bool:
     """Whether the dataset `name` (registered, or a folder of images) holds images."""
     return name in IMAGE_DATASETS or getattr(DATASETS.get(name), "holds_images", False)
+
+
+def has_domain_classifier(name: str) -> bool:
+    """Whether the dataset `name` can be measured by a domain classifier: it has classes, or it
+    names a labelled dataset whose classifier measures it (`classifier_data`)."""
+    source = DATASETS.get(name)
+    return getattr(source, "labelled", True) is not False or bool(
+        getattr(source, "classifier_data", "")
+    )
 
 
 STACKED_SPLIT = 10_000  # fixed triples in each split of stacked_mnist

@@ -168,7 +168,7 @@ def _not_direct(*_: Any) -> float:
     raise NotApplicable("image metrics are computed by ImageEvaluator, not one at a time")
 
 
-ALL = ("generation", "paired_translation", "unpaired_translation")  # every task outputs images
+ALL = ("generation", "paired_translation", "unpaired_translation", "super_resolution")  # images out
 IMAGE_METRICS = [
     ImageMetric("fid", _not_direct, False, "Fréchet distance of backbone features (torch-fidelity)",
                 ALL, columns=(("fid", False),), compute=_fid),
@@ -194,7 +194,7 @@ IMAGE_METRICS = [
     # source showed; for digits, whether the target domain's classifier reads the source's digit.
     ImageMetric("label_preservation", _not_direct, True, "for a translation: how often the target "
                 "domain's classifier reads the source image's class from the output",
-                ("paired_translation", "unpaired_translation"),
+                ("paired_translation", "unpaired_translation", "super_resolution"),
                 columns=(("label_preservation", True),), needs_logits=True,
                 compute=_label_hits("label_preservation")),
 ]  # fmt: skip

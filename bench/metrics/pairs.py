@@ -4,6 +4,11 @@ Pix2Pix (Isola et al., CVPR 2017) reports per-pixel scores beside its perceptual
 maths here is torchmetrics' (PSNR, SSIM with its 11×11 Gaussian window, σ = 1.5). Images are
 scaled to [0, 1] first, so L1 is the mean absolute difference in that range, PSNR is in dB with a
 peak of 1, and both PSNR and SSIM are averaged over images (not computed on the pooled batch).
+
+Super-resolution papers (SRGAN, Ledig et al., CVPR 2017, section 4.1) measure PSNR and SSIM on the
+Y channel of YCbCr with `scale` pixels cropped from each border: `psnr_y` and `ssim_y`. Y is ITU-R
+BT.601's luma with MATLAB's `rgb2ycbcr` offsets, (16 + 65.481 R + 128.553 G + 24.966 B) / 255 for R,
+G, B in [0, 1], the conversion those papers' evaluation scripts use; a grey image is its own Y.
 """
 
 from __future__ import annotations
@@ -16,7 +21,11 @@ import torch
 from bench.metrics.base import Metric, NotApplicable
 from bench.registry import METRICS
 
-PAIRED = ("paired_translation",)
+PAIRED = ("paired_translation", "super_resolution")
+SUPER_RESOLUTION = ("super_resolution",)
+# ITU-R BT.601 luma for R, G, B in [0, 1], with MATLAB rgb2ycbcr's offset: Y in [16, 235] / 255.
+Y_WEIGHTS = (65.481, 128.553, 24.966)
+Y_OFFSET = 16.0
 
 
 @dataclass(frozen=True)
@@ -24,13 +33,38 @@ class PairMetric(Metric):
     """A named function of (outputs, targets), both float in [-1, 1] with the same shape → float."""
 
     score: Callable[[torch.Tensor, torch.Tensor], float] | None = None
+    y_channel: bool = False  # scored on luma (Y of YCbCr) only, with a border cropped
 
-    def pairs(self, outputs: torch.Tensor, targets: torch.Tensor) -> float:
+    def pairs(self, outputs: torch.Tensor, targets: torch.Tensor, border: int = 0) -> float:
+        """The score of `outputs` against `targets`; a `y_channel` metric crops `border` pixels
+        from every side first (super-resolution: the scale factor)."""
         if outputs.shape != targets.shape:
             raise NotApplicable(f"outputs {tuple(outputs.shape)} and targets "
                                 f"{tuple(targets.shape)} differ in shape")  # fmt: skip
         assert self.score is not None
-        return float(self.score(_unit(outputs), _unit(targets)))
+        out, tgt = _unit(outputs), _unit(targets)
+        if self.y_channel:
+            out, tgt = luma(crop_border(out, border)), luma(crop_border(tgt, border))
+        return float(self.score(out, tgt))
+
+
+def crop_border(images: torch.Tensor, border: int) -> torch.Tensor:
+    """[N, C, H, W] without `border` pixels on each side."""
+    if border == 0:
+        return images
+    if 2 * border >= min(images.shape[-2:]):
+        raise NotApplicable(f"a {border}-pixel border leaves nothing of "
+                            f"{images.shape[-1]}×{images.shape[-2]} images")  # fmt: skip
+    return images[..., border:-border, border:-border]
+
+
+def luma(images: torch.Tensor) -> torch.Tensor:
+    """Y of YCbCr (`Y_WEIGHTS`, `Y_OFFSET`) of RGB images in [0, 1], as [N, 1, H, W] in [0, 1];
+    grey images are returned as they are."""
+    if images.shape[1] == 1:
+        return images
+    weights = torch.tensor(Y_WEIGHTS, dtype=images.dtype).view(1, 3, 1, 1)
+    return ((images * weights).sum(1, keepdim=True) + Y_OFFSET) / 255.0
 
 
 def _unit(images: torch.Tensor) -> torch.Tensor:
@@ -68,6 +102,12 @@ PAIR_METRICS = [
                "mean over images (torchmetrics)", PAIRED, score=mean_psnr),
     PairMetric("ssim", _not_sample_metric, True, "structural similarity to the target, Gaussian "
                "11×11 window, mean over images (torchmetrics)", PAIRED, score=mean_ssim),
+    PairMetric("psnr_y", _not_sample_metric, True, "PSNR to the HR image in dB on the Y channel, "
+               "`scale` border pixels cropped (the SR papers' protocol; torchmetrics)",
+               SUPER_RESOLUTION, score=mean_psnr, y_channel=True),
+    PairMetric("ssim_y", _not_sample_metric, True, "SSIM to the HR image on the Y channel, `scale` "
+               "border pixels cropped (the SR papers' protocol; torchmetrics)", SUPER_RESOLUTION,
+               score=mean_ssim, y_channel=True),
 ]  # fmt: skip
 for _metric in PAIR_METRICS:
     METRICS.add(_metric.name, _metric)

@@ -69,6 +69,10 @@ class Task:
     def evaluation(self, ctx: EvalContext) -> Evaluation:
         raise NotImplementedError
 
+    def prepare_variant(self, variant: Variant, dataset: Dataset, cache_dir: Path) -> None:
+        """Hand a freshly built variant what the task provides besides batches (SRGAN's content
+        network); called before training or resuming, without drawing from the global generator."""
+
     def result_columns(self, metrics: list[str], backbones: list[str], dataset: str) -> list[str]:
         """The result columns `metrics` fill on the registered dataset `dataset`, known without
         building it: image metrics once per backbone, in backbone order."""

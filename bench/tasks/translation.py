@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from bench.datasets.images import PairedImageDataset, to_uint8
+from bench.metrics.base import NotApplicable
 from bench.metrics.images import ImageMetric
 from bench.metrics.pairs import PairMetric
 from bench.registry import METRICS, TASKS
@@ -80,6 +81,24 @@ class TranslationEval(Evaluation):
         if image_metrics:
             self.evaluator = image_evaluator(ctx, dataset, image_metrics, len(self.source))
 
+    border = 0  # pixels a y_channel pair metric crops from each side (super-resolution: scale)
+
+    def save_grid(self, step: int, fake: torch.Tensor) -> None:
+        """source | output | target triples, two per row."""
+        triples = torch.stack([self.source, fake, self.target], 1)[:GRID_PAIRS].flatten(0, 1)
+        save_grid(self.ctx.cell_dir / "grids" / f"step_{step:07d}.png", to_uint8(triples), 6)
+
+    def critic_outputs(self, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """D's scores of the real and the generated side, as in training: (source, target)
+        against (source, output)."""
+        variant, n = self.ctx.variant, self.ctx.eval_cfg["batch_size"]
+        src = self.source.to(self.ctx.device)
+        real_out = torch.cat([variant.critic(t, s) for t, s in zip(
+            self.target.to(self.ctx.device).split(n), src.split(n), strict=True)])  # fmt: skip
+        fake_out = torch.cat([variant.critic(f, s) for f, s in zip(
+            fake.split(n), src.split(n), strict=True)])  # fmt: skip
+        return real_out, fake_out
+
     def translate(self) -> torch.Tensor:
         """Outputs for the fixed sources; the model's buffers and the global RNG are untouched."""
         variant, device, cfg = self.ctx.variant, self.ctx.device, self.ctx.eval_cfg
@@ -100,23 +119,20 @@ class TranslationEval(Evaluation):
         row, sample_notes = sample_metrics(self.metrics, self.target, fake_cpu, dataset)
         notes += sample_notes
         for metric in self.pair_metrics:
-            row[metric.name] = metric.pairs(fake_cpu, self.target)
+            try:
+                row[metric.name] = metric.pairs(fake_cpu, self.target, self.border)
+            except NotApplicable as exc:
+                row[metric.name] = float("nan")
+                notes.append(f"{metric.name}: {exc}")
         if self.evaluator is not None:
             image_row, image_notes = self.evaluator(fake_cpu, self.labels)
             row.update(image_row)
             notes += image_notes
-        triples = torch.stack([self.source, fake_cpu, self.target], 1)[:GRID_PAIRS].flatten(0, 1)
-        save_grid(ctx.cell_dir / "grids" / f"step_{step:07d}.png", to_uint8(triples), 6)
+        self.save_grid(step, fake_cpu)
 
-        # Critic diagnostics: D judges (source, target) against (source, output), as in training.
         if "critic" in variant.capabilities:
-            n = ctx.eval_cfg["batch_size"]
             with torch.no_grad(), evaluation_mode(variant, ctx.eval_cfg["batch_norm"]):
-                src = self.source.to(ctx.device)
-                real_out = torch.cat([variant.critic(t, s) for t, s in zip(
-                    self.target.to(ctx.device).split(n), src.split(n), strict=True)])  # fmt: skip
-                fake_out = torch.cat([variant.critic(f, s) for f, s in zip(
-                    fake.split(n), src.split(n), strict=True)])  # fmt: skip
+                real_out, fake_out = self.critic_outputs(fake)
             row.update(critic_columns(variant, real_out, fake_out, ctx.eval_cfg["hist_bins"],
                                       step, self.histograms))  # fmt: skip
         if step == ctx.gen_steps:
