@@ -82,3 +82,39 @@ def test_translation_attention_ranks_on_kid_and_label_preservation_and_states_co
     for variant in ("cyclegan", "ugatit", "nicegan"):
         assert f"| `{variant}` | `mnist2textured` |" in cost
     assert "| `cyclegan` | `mnist2textured` |" in cost and "| 1.00 |" in cost
+
+
+@pytest.mark.slow
+def test_superres_smoke_run_scores_y_psnr_names_the_content_network_and_tests_the_claims(
+    bench, cache, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("GAN_BENCH_CACHE", str(cache))
+    rc, err = bench("run", "suite=superres", "profile=smoke", "tracking.enabled=false",
+                    f"out={tmp_path / 'run'}")  # fmt: skip
+    assert rc == 0, err
+    run = tmp_path / "run"
+    rows = pd.read_csv(run / "results.csv")
+    final = rows[rows["step"] == rows["step"].max()].set_index(["variant", "dataset"])
+    assert (rows["status"] == "ok").all() and len(final) == 6
+    assert final["psnr_y"].between(5, 60).all() and final["ssim_y"].between(-1, 1).all()
+    assert final.loc[("srgan", "sr_patches"), "fid/lenet-photo_crops"] > 0
+    # Bicubic is no model: its outputs are the interpolation the grid shows next to the output.
+    assert final.loc[("bicubic", "mnist5k_x4"), "train_seconds"] < 1
+    # SRGAN's content loss is logged under the name of the network it is measured in; its
+    # adversarial losses only after the MSE pretraining (half of the 20 steps).
+    srgan = rows[rows["variant"] == "srgan"].set_index(["dataset", "step"])
+    assert srgan.loc[("mnist5k_x4", 20), "loss/content/lenet-mnist5k:conv2"] > 0
+    assert srgan.loc[("sr_patches", 20), "loss/content/lenet-photo_crops:conv2"] > 0
+    assert pd.isna(srgan.loc[("mnist5k_x4", 10), "loss/critic"])
+    assert srgan.loc[("mnist5k_x4", 20), "loss/critic"] > 0
+    # A grid per evaluation: 16 (LR | bicubic | output | HR) quadruples, two per row.
+    from PIL import Image
+
+    grids = sorted((run / "cells" / "srgan__sr_patches__s0" / "grids").glob("*.png"))
+    assert [g.name for g in grids] == ["step_0000000.png", "step_0000010.png", "step_0000020.png"]
+    with Image.open(grids[-1]) as grid:
+        assert grid.size == (3 * (8 * 49 + 1),) * 2  # 1-pixel gaps, scaled up 3×
+    summary = (run / "summary.md").read_text()
+    assert "psnr_y/ssim_y on the Y channel with `scale` border pixels cropped" in summary
+    assert summary.count("SRResNet (MSE) has a higher PSNR than SRGAN: cannot be tested") == 2
+    assert "### Cost against `srresnet`" in summary

@@ -4,6 +4,7 @@ and SSIM protocol against hand-computed values, and users' folders of HR images.
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -167,3 +168,65 @@ def test_an_image_smaller_than_a_tile_is_named(data_root):
     _hr_folder(data_root, {"train": [(48, 48), (40, 90)], "test": [(48, 48)]})
     with pytest.raises(UsageError, match=r"1\.png: 40×90 pixels, smaller than one 48×48 tile"):
         DATASETS.get("myset_x4")()
+
+
+SR_FOLDER_SUITE = """
+description = "super-resolution of a user's folder"
+task = "super_resolution"
+seeds = [0]
+datasets = ["myset_x4"]
+metrics = ["psnr_y", "ssim_y"]
+
+[budget]
+gen_steps = 4
+
+[train]
+batch_size = 4
+workers = 1
+
+[eval]
+every = 4
+num_samples = 8
+
+[variants.srresnet]
+n_blocks = 1
+width = 8
+"""
+
+
+def test_srresnet_trains_on_a_folder_and_measures_it_on_the_y_channel(
+    data_root, write_suite, bench, tmp_path
+):
+    _hr_folder(data_root, {"train": [(96, 96)], "test": [(96, 48)]})
+    rc, err = bench("run", f"suite={write_suite(SR_FOLDER_SUITE)}", f"out={tmp_path / 'run'}",
+                    "tracking.enabled=false")  # fmt: skip
+    assert rc == 0, err
+    final = pd.read_csv(tmp_path / "run" / "results.csv").iloc[-1]
+    assert final["step"] == 4 and math.isfinite(final["psnr_y"]) and -1 <= final["ssim_y"] <= 1
+    assert "eval.num_samples = 8" in final["note"]  # the 2 held-out tiles, all upscaled
+
+
+REFUSED = {
+    "the domain backbone": (
+        ('metrics = ["psnr_y", "ssim_y"]', 'metrics = ["psnr_y", "fid"]'),
+        "'domain' is a classifier trained on the data's classes, and myset_x4 have none"),
+    "a domain content loss": (
+        ("[variants.srresnet]", "[variants.srgan]"),
+        "entry 'srgan': content_loss = \"domain\" is a feature map of a classifier trained on the "
+        "data's classes, and myset_x4 have none"),
+    "vgg54 without its weights": (
+        ("[variants.srresnet]", '[variants.srgan]\ncontent_loss = "vgg54"'),
+        "content_loss 'vgg54' needs vgg_weights"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_what_a_folder_cannot_give_is_refused_before_the_run(
+    case, data_root, write_suite, bench, tmp_path
+):
+    _hr_folder(data_root, {"train": [(48, 48)], "test": [(48, 48)]})
+    (old, new), message = REFUSED[case]
+    rc, err = bench("run", f"suite={write_suite(SR_FOLDER_SUITE.replace(old, new))}",
+                    f"out={tmp_path / 'run'}", "tracking.enabled=false")  # fmt: skip
+    assert rc == 2 and message in err and err.count("bench: error") == 1, err
+    assert not (tmp_path / "run").exists()

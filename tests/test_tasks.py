@@ -205,6 +205,33 @@ def test_a_model_without_a_critic_runs_without_critic_columns(tmp_path):
     assert set(torch.load(tmp_path / "cell" / "networks.pt", weights_only=True)) == {"G"}
 
 
+class LateLoss(NoCritic):
+    """Reports a second loss only from its 5th step on (as SRGAN's critic loss after pretraining)."""
+
+    def train_step(self, next_real):  # noqa: ANN001, ANN201
+        self.calls = getattr(self, "calls", 0) + 1
+        losses = super().train_step(next_real)
+        return {**losses, "loss/late": float(self.calls)} if self.calls > 4 else losses
+
+
+def test_a_loss_reported_in_some_steps_is_averaged_over_those_steps(tmp_path):
+    VARIANTS._items.setdefault("late_loss_toy", LateLoss)  # test-only; run in this process
+    try:
+        rows = []
+        job = CellJob(
+            cell_id="toy", label="toy", variant="late_loss_toy", config={}, dataset="8gaussians",
+            seed=0, gen_steps=6, batch_size=16,
+            eval=load_suite(str(REPO / "suites" / "wgan_vs_gp.toml")).spec.eval.model_dump()
+            | {"every": 6, "num_samples": 100, "at_start": False},
+            metrics=["energy_distance"], device="cpu", cell_dir=str(tmp_path / "cell"),
+        )  # fmt: skip
+        assert run_cell(job, lambda kind, p: rows.extend(p) if kind == "rows" else 0) == "ok"
+    finally:
+        VARIANTS._items.pop("late_loss_toy")
+    (row,) = rows
+    assert row["loss/late"] == (5 + 6) / 2  # steps 5 and 6 reported it; not (5 + 6) / 6
+
+
 def test_a_cold_feature_cache_gives_the_same_numbers_as_a_warm_one(tmp_path):
     # torch's DataLoader draws its base seed from the global generator; extracting the real
     # features (only when they are not cached) must not shift the training noise after it.
@@ -467,6 +494,32 @@ def test_unpaired_translation_runs_end_to_end(write_suite, bench, cache, tmp_pat
     assert "cycle_l1/A2B2A" in summary and "fid/lenet-mnist5k/B2A" in summary
 
 
+SUPERRES_SUITE = """
+description = "tiny super-resolution"
+task = "super_resolution"
+seeds = [0]
+datasets = ["mnist5k_x4"]
+metrics = ["psnr_y", "ssim_y", "fid"]
+
+[budget]
+gen_steps = 8
+
+[train]
+batch_size = 8
+workers = 1
+
+[eval]
+every = 4
+num_samples = 64
+reference_split = "held_out"
+
+[variants.srgan]
+n_blocks = 1
+width = 8
+ndf = 4
+"""
+
+
 RESUME_CASES = {
     "pix2pix": (PAIRED_SUITE, 'metrics = ["label_preservation", "l1", "psnr", "ssim", "fid"]',
                 'metrics = ["l1", "psnr"]', "variants.pix2pix", "Pix2Pix",
@@ -479,6 +532,10 @@ RESUME_CASES = {
               'metrics = ["label_preservation", "fid", "cycle_l1"]', 'metrics = ["cycle_l1"]',
               f"variants.{name}", owner, f"{name}__mnist2textured__s0")
        for name, owner in (("ugatit", "UGATIT"), ("nicegan", "NiceGAN"))},
+    # Killed at step 7 of 12, resumed from step 4: across the switch from MSE pretraining to
+    # adversarial training at step 6, with the domain content network handed over again.
+    "srgan": (SUPERRES_SUITE, 'metrics = ["psnr_y", "ssim_y", "fid"]', 'metrics = ["psnr_y"]',
+              "variants.srgan", "SRGAN", "srgan__mnist5k_x4__s0"),
 }  # fmt: skip
 
 
