@@ -74,6 +74,9 @@ class Eval(BaseModel):
     reference_split: Literal["train", "held_out"] = "train"  # the split generated images face
     kid_subsets: PositiveInt = 100  # KID subsets (torch-fidelity's default; each costs 3 kernels)
     inception_weights: str | None = None  # Inception weights file; else see bench/backbones
+    # torchvision's ImageNet AlexNet state dict (alexnet-owt-7be5be79.pth) for `lpips_alex`; no
+    # package ships it, so without it that column stays empty and says why.
+    lpips_weights: str | None = None
     # How normalisation layers see evaluation inputs. "batch": networks stay in training mode, so
     # BatchNorm uses the statistics of each evaluation batch of `batch_size` inputs (what the
     # harness always did; Pix2Pix evaluates this way). "running": networks in eval mode, BatchNorm
@@ -633,6 +636,10 @@ def _check_spec(spec: SuiteSpec, where: str) -> tuple[Entry, ...]:
             f"{', '.join(IMAGE_DATASETS)}); remove those metrics or datasets"
         )
     _check_task_fit(spec, entries, where)
+    weights = spec.eval.lpips_weights
+    if "lpips_alex" in spec.metrics and weights and not Path(weights).is_file():
+        raise UsageError(f"{where}: key 'eval.lpips_weights': no file at {weights}; give the path "
+                         "of torchvision's ImageNet AlexNet state dict, or leave it unset")  # fmt: skip
     _check_unlabelled(spec, entries, image_metrics, where)
     _check_tuning(spec, entries, where)
     _check_claims(spec, entries, where)

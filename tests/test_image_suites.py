@@ -98,6 +98,9 @@ def test_superres_smoke_run_scores_y_psnr_names_the_content_network_and_tests_th
     assert (rows["status"] == "ok").all() and len(final) == 6
     assert final["psnr_y"].between(5, 60).all() and final["ssim_y"].between(-1, 1).all()
     assert final.loc[("srgan", "sr_patches"), "fid/lenet-photo_crops"] > 0
+    # No AlexNet weights given: LPIPS is empty, and each row says why.
+    assert final["lpips_alex"].isna().all()
+    assert final["note"].str.contains("lpips_alex: needs AlexNet's ImageNet weights").all()
     # Bicubic is no model: its outputs are the interpolation the grid shows next to the output.
     assert final.loc[("bicubic", "mnist5k_x4"), "train_seconds"] < 1
     # SRGAN's content loss is logged under the name of the network it is measured in; its

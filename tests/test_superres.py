@@ -230,3 +230,30 @@ def test_what_a_folder_cannot_give_is_refused_before_the_run(
                     f"out={tmp_path / 'run'}", "tracking.enabled=false")  # fmt: skip
     assert rc == 2 and message in err and err.count("bench: error") == 1, err
     assert not (tmp_path / "run").exists()
+
+
+# --- LPIPS, when AlexNet's weights are given -------------------------------------------------------
+
+
+def test_lpips_loads_alexnet_from_the_given_file_and_says_why_it_is_empty_without_it(tmp_path):
+    import torchvision
+
+    from bench.metrics.pairs import lpips_network
+
+    path = tmp_path / "alexnet.pth"
+    state = torchvision.models.alexnet(weights=None).state_dict()
+    torch.save(state, path)
+    net = lpips_network(path)
+    convs = [m for m in net.net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 5 and torch.equal(convs[0].weight, state["features.0.weight"])
+    assert torch.equal(convs[-1].bias, state["features.10.bias"])
+    metric = METRICS.get("lpips_alex").bind({"lpips_weights": str(path)}, torch.device("cpu"))
+    g = torch.Generator().manual_seed(0)
+    x, y = (torch.rand(6, 1, 28, 28, generator=g) * 2 - 1 for _ in range(2))
+    assert metric.pairs(x, x) == 0.0 and metric.pairs(x, y) > 0
+    torch.save({"features.0.weight": torch.zeros(1)}, tmp_path / "other.pth")
+    with pytest.raises(UsageError, match="not torchvision's AlexNet state dict"):
+        lpips_network(tmp_path / "other.pth")
+    unbound = METRICS.get("lpips_alex").bind({"lpips_weights": None}, torch.device("cpu"))
+    with pytest.raises(NotApplicable, match="set eval.lpips_weights"):
+        unbound.pairs(x, y)

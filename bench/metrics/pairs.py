@@ -14,10 +14,14 @@ G, B in [0, 1], the conversion those papers' evaluation scripts use; a grey imag
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 
+from bench.errors import UsageError
 from bench.metrics.base import Metric, NotApplicable
 from bench.registry import METRICS
 
@@ -35,6 +39,10 @@ class PairMetric(Metric):
     score: Callable[[torch.Tensor, torch.Tensor], float] | None = None
     y_channel: bool = False  # scored on luma (Y of YCbCr) only, with a border cropped
 
+    def bind(self, eval_cfg: dict[str, Any], device: torch.device) -> PairMetric:
+        """The metric as one evaluation uses it (a metric with a network loads it here)."""
+        return self
+
     def pairs(self, outputs: torch.Tensor, targets: torch.Tensor, border: int = 0) -> float:
         """The score of `outputs` against `targets`; a `y_channel` metric crops `border` pixels
         from every side first (super-resolution: the scale factor)."""
@@ -46,6 +54,71 @@ class PairMetric(Metric):
         if self.y_channel:
             out, tgt = luma(crop_border(out, border)), luma(crop_border(tgt, border))
         return float(self.score(out, tgt))
+
+
+@dataclass(frozen=True)
+class LpipsMetric(PairMetric):
+    """LPIPS (Zhang et al., CVPR 2018), version 0.1 on AlexNet, by torchmetrics: its linear layers
+    ship with torchmetrics, the AlexNet ImageNet weights come from `eval.lpips_weights`. Images
+    under 64×64 (the patch size LPIPS was calibrated on) are upsampled bilinearly to 64×64 first,
+    since AlexNet's pooling leaves nothing of a 28×28 image; grey images are repeated to RGB."""
+
+    net: Any = None  # the bound network (see `bind`); None until then, or without weights
+    missing: str = "not bound to an evaluation's settings"
+
+    def bind(self, eval_cfg: dict[str, Any], device: torch.device) -> LpipsMetric:
+        path = eval_cfg.get("lpips_weights")
+        if not path:
+            return replace(self, missing="needs AlexNet's ImageNet weights (no package ships them "
+                           "offline): set eval.lpips_weights to torchvision's alexnet state dict")  # fmt: skip
+        return replace(self, net=lpips_network(Path(path)).to(device))
+
+    def pairs(self, outputs: torch.Tensor, targets: torch.Tensor, border: int = 0) -> float:
+        if self.net is None:
+            raise NotApplicable(self.missing)
+        if outputs.shape != targets.shape:
+            raise NotApplicable(f"outputs {tuple(outputs.shape)} and targets "
+                                f"{tuple(targets.shape)} differ in shape")  # fmt: skip
+        device = next(self.net.parameters()).device
+        scores = [self.net(*(_lpips_input(x.to(device)) for x in pair)).flatten()
+                  for pair in zip(outputs.split(LPIPS_BATCH), targets.split(LPIPS_BATCH), strict=True)]  # fmt: skip
+        return float(torch.cat(scores).double().mean())
+
+
+LPIPS_BATCH = 64
+LPIPS_SIDE = 64
+
+
+def _lpips_input(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] images as LPIPS takes them: float32 RGB, at least 64×64."""
+    x = images.float().clamp(-1, 1)
+    x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+    if min(x.shape[-2:]) < LPIPS_SIDE:
+        x = F.interpolate(x, size=(LPIPS_SIDE, LPIPS_SIDE), mode="bilinear", align_corners=False)
+    return x
+
+
+def lpips_network(path: Path) -> torch.nn.Module:
+    """torchmetrics' LPIPS (AlexNet, v0.1) with AlexNet's convolutions loaded from the torchvision
+    state dict at `path` (torchmetrics itself would download them)."""
+    from torchmetrics.functional.image.lpips import _LPIPS
+
+    if not path.is_file():
+        raise UsageError(f"eval.lpips_weights: no file at {path}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    with torch.random.fork_rng(devices=[]):  # the random AlexNet is overwritten below
+        net = _LPIPS(pretrained=True, net="alex", pnet_rand=True)
+    # torchmetrics splits AlexNet's `features` into slices whose modules keep their indices.
+    convs = {name.rsplit(".", 1)[-1]: m for name, m in net.net.named_modules()
+             if isinstance(m, torch.nn.Conv2d)}  # fmt: skip
+    for index, conv in convs.items():
+        for kind in ("weight", "bias"):
+            key = f"features.{index}.{kind}"
+            if key not in state or state[key].shape != getattr(conv, kind).shape:
+                raise UsageError(f"eval.lpips_weights: {path} is not torchvision's AlexNet state "
+                                 f"dict (no {key} of shape {tuple(getattr(conv, kind).shape)})")  # fmt: skip
+            getattr(conv, kind).data.copy_(state[key])
+    return net.eval().requires_grad_(False)
 
 
 def crop_border(images: torch.Tensor, border: int) -> torch.Tensor:
@@ -108,6 +181,9 @@ PAIR_METRICS = [
     PairMetric("ssim_y", _not_sample_metric, True, "SSIM to the HR image on the Y channel, `scale` "
                "border pixels cropped (the SR papers' protocol; torchmetrics)", SUPER_RESOLUTION,
                score=mean_ssim, y_channel=True),
+    LpipsMetric("lpips_alex", _not_sample_metric, False, "LPIPS v0.1 distance to the target on "
+                "AlexNet (torchmetrics; AlexNet's ImageNet weights from eval.lpips_weights)",
+                PAIRED),
 ]  # fmt: skip
 for _metric in PAIR_METRICS:
     METRICS.add(_metric.name, _metric)

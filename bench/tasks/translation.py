@@ -74,7 +74,7 @@ class TranslationEval(Evaluation):
         # The seed of the randomness a model uses while translating (dropout), fixed per cell.
         self.translate_seed = int(torch.randint(2**62, (1,), generator=ctx.generator))
         metrics = [METRICS.get(name) for name in ctx.metrics]
-        self.pair_metrics = [m for m in metrics if isinstance(m, PairMetric)]
+        self.pair_metrics = [m.bind(cfg, ctx.device) for m in metrics if isinstance(m, PairMetric)]
         image_metrics = [m.name for m in metrics if isinstance(m, ImageMetric)]
         self.metrics = [m for m in metrics if not isinstance(m, PairMetric | ImageMetric)]
         self.evaluator = None
