@@ -162,10 +162,20 @@ def mean_psnr(outputs: torch.Tensor, targets: torch.Tensor) -> float:
     return float(per_image.mean())
 
 
+SSIM_CHUNK = 16  # images per torchmetrics SSIM call
+
+
 def mean_ssim(outputs: torch.Tensor, targets: torch.Tensor) -> float:
+    """Mean over images of each image's SSIM, computed a few images at a time: torchmetrics'
+    Gaussian-window convolution unfolds every pixel's 11×11 window, and 600 48×48 images at once
+    took 4.4 GB."""
     from torchmetrics.functional.image import structural_similarity_index_measure
 
-    return float(structural_similarity_index_measure(outputs, targets, data_range=1.0))
+    per_image = [
+        structural_similarity_index_measure(o, t, data_range=1.0, reduction="none")
+        for o, t in zip(outputs.split(SSIM_CHUNK), targets.split(SSIM_CHUNK), strict=True)
+    ]
+    return float(torch.cat(per_image).mean())
 
 
 PAIR_METRICS = [

@@ -59,6 +59,8 @@ class PairedTranslation(Task):
 
 
 class TranslationEval(Evaluation):
+    border = 0  # pixels a y_channel pair metric crops from each side (super-resolution: scale)
+
     def __init__(self, ctx: EvalContext) -> None:
         super().__init__()
         self.ctx = ctx
@@ -80,8 +82,6 @@ class TranslationEval(Evaluation):
         self.evaluator = None
         if image_metrics:
             self.evaluator = image_evaluator(ctx, dataset, image_metrics, len(self.source))
-
-    border = 0  # pixels a y_channel pair metric crops from each side (super-resolution: scale)
 
     def save_grid(self, step: int, fake: torch.Tensor) -> None:
         """source | output | target triples, two per row."""
