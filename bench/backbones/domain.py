@@ -122,6 +122,15 @@ def load_or_train(cache_dir: Path, dataset: ImageDataset, seed: int = 0) -> tupl
     return path, json.loads(meta_path.read_text())
 
 
+def load_lenet(path: Path) -> LeNet:
+    """The cached classifier file at `path` (from `load_or_train`) as a LeNet; building it draws
+    its initial weights from the global generator before they are overwritten."""
+    state = torch.load(path, weights_only=True)
+    net = LeNet(state["in_channels"], state["num_classes"])
+    net.load_state_dict(state["state_dict"])
+    return net
+
+
 def _torch_bytes(obj: Any) -> bytes:
     import io
 
@@ -137,9 +146,7 @@ class LeNetExtractor(FeatureExtractorBase):
 
     def __init__(self, name: str, features_list: list[str], **kwargs: Any) -> None:
         super().__init__(name, features_list)
-        state = torch.load(kwargs["feature_extractor_weights_path"], weights_only=True)
-        self.net = LeNet(state["in_channels"], state["num_classes"])
-        self.net.load_state_dict(state["state_dict"])
+        self.net = load_lenet(Path(kwargs["feature_extractor_weights_path"]))
         self.requires_grad_(False)
         self.eval()
 

@@ -46,9 +46,7 @@ class PairMetric(Metric):
     def pairs(self, outputs: torch.Tensor, targets: torch.Tensor, border: int = 0) -> float:
         """The score of `outputs` against `targets`; a `y_channel` metric crops `border` pixels
         from every side first (super-resolution: the scale factor)."""
-        if outputs.shape != targets.shape:
-            raise NotApplicable(f"outputs {tuple(outputs.shape)} and targets "
-                                f"{tuple(targets.shape)} differ in shape")  # fmt: skip
+        _same_shape(outputs, targets)
         assert self.score is not None
         out, tgt = _unit(outputs), _unit(targets)
         if self.y_channel:
@@ -76,13 +74,17 @@ class LpipsMetric(PairMetric):
     def pairs(self, outputs: torch.Tensor, targets: torch.Tensor, border: int = 0) -> float:
         if self.net is None:
             raise NotApplicable(self.missing)
-        if outputs.shape != targets.shape:
-            raise NotApplicable(f"outputs {tuple(outputs.shape)} and targets "
-                                f"{tuple(targets.shape)} differ in shape")  # fmt: skip
+        _same_shape(outputs, targets)
         device = next(self.net.parameters()).device
         scores = [self.net(*(_lpips_input(x.to(device)) for x in pair)).flatten()
                   for pair in zip(outputs.split(LPIPS_BATCH), targets.split(LPIPS_BATCH), strict=True)]  # fmt: skip
         return float(torch.cat(scores).double().mean())
+
+
+def _same_shape(outputs: torch.Tensor, targets: torch.Tensor) -> None:
+    if outputs.shape != targets.shape:
+        raise NotApplicable(f"outputs {tuple(outputs.shape)} and targets "
+                            f"{tuple(targets.shape)} differ in shape")  # fmt: skip
 
 
 LPIPS_BATCH = 64

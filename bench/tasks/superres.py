@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.backbones import column_name
 from bench.datasets.base import Dataset
 from bench.datasets.images import has_domain_classifier, to_uint8
 from bench.errors import UsageError
@@ -61,12 +62,10 @@ def content_network(dataset: Dataset, cache_dir: Path) -> tuple[nn.Module, str]:
                          "on; set content_loss = \"mse\" or \"vgg54\" (with vgg_weights)")  # fmt: skip
     source = DATASETS.get(dataset.classifier_data)()  # type: ignore[attr-defined]
     path, _ = domain.load_or_train(cache_dir, source)
-    state = torch.load(path, weights_only=True)
     with torch.random.fork_rng(devices=[]):  # building LeNet must not move the cell's stream
-        lenet = domain.LeNet(state["in_channels"], state["num_classes"])
-    lenet.load_state_dict(state["state_dict"])
+        lenet = domain.load_lenet(path)
     net = lenet.body[:CONTENT_LAYERS].eval().requires_grad_(False)
-    return net, f"lenet-{source.name}:conv2"
+    return net, f"{column_name('domain', dataset.name)}:conv2"
 
 
 class SuperResEval(TranslationEval):
