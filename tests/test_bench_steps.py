@@ -17,8 +17,9 @@ from variants.nets import DATA_KINDS
 load_all()
 MNIST = DataSpec((1, 28, 28), 10)
 BATCH_SIZE = 64
-# Noise → sample variants; translation variants are timed by their suites (img_per_s).
-SAMPLERS = [v for v in VARIANTS.names() if "samples" in VARIANTS.get(v).capabilities]
+# Noise → sample GANs; translation variants and the likelihood models are timed by their suites
+# (img_per_s, sample_s_per_image).
+SAMPLERS = [v for v in VARIANTS.names() if {"samples", "critic"} <= VARIANTS.get(v).capabilities]
 
 
 @pytest.mark.benchmark(group="train_step mnist b64")

@@ -32,8 +32,9 @@ def models(name: str, data: str) -> bool:
     return data_kind(SPECS[data]) in DATA_KINDS[VARIANTS.get(name).Config().arch]
 
 
-# Noise → sample variants (the generation task); translation variants: tests/test_translation.py.
-SAMPLERS = [v for v in VARIANTS.names() if "samples" in VARIANTS.get(v).capabilities]
+# Noise → sample GANs (the generation task); translation variants: tests/test_translation.py; the
+# likelihood models without a critic: tests/test_vae.py and tests/test_autoregressive.py.
+SAMPLERS = [v for v in VARIANTS.names() if {"samples", "critic"} <= VARIANTS.get(v).capabilities]
 SUPPORTED = [(v, d) for v in SAMPLERS for d in SPECS if models(v, d)]
 UNSUPPORTED = [(v, d) for v in SAMPLERS for d in SPECS if not models(v, d)]
 CONDITIONAL = [(v, d) for v, d in SUPPORTED if VARIANTS.get(v).conditional]

@@ -9,9 +9,12 @@ from variants import (  # noqa: F401
     lsgan,
     nicegan,
     pix2pix,
+    pixelcnn,
+    pixelrnn,
     srgan,
     srresnet,
     ugatit,
+    vae,
     wgan,
     wgan_gp,
 )  # fmt: skip

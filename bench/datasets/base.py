@@ -15,6 +15,7 @@ class DataSpec:
     shape: tuple[int, ...]  # one sample: (2,) for points, (C, H, W) for images in [-1, 1]
     num_classes: int = 0  # classes a conditional variant can condition on; 0 = unlabelled
     source_shape: tuple[int, ...] | None = None  # a paired dataset's source images (C, H, W)
+    binary: bool = False  # images whose pixels are only -1 or 1 (binarised), not 256 levels
 
 
 class Dataset:
@@ -29,10 +30,11 @@ class Dataset:
     # Mode centres [K, dim] and the per-coordinate noise std of each mode; None for data without modes.
     modes: torch.Tensor | None = None
     mode_std: float | None = None
+    binary: bool = False  # binarised images: every pixel is -1 or 1 (a likelihood model's output)
 
     @property
     def spec(self) -> DataSpec:
-        return DataSpec(tuple(self.shape), self.num_classes)
+        return DataSpec(tuple(self.shape), self.num_classes, binary=self.binary)
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """`n` real samples as a float32 tensor [n, *shape]."""
