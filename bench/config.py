@@ -84,6 +84,11 @@ class Eval(BaseModel):
     # Dropout is off in "running" unless the variant keeps it at test time (pix2pix).
     batch_norm: Literal["batch", "running"] = "batch"
     batch_size: PositiveInt = 4096  # inputs per forward pass at evaluation
+    # Likelihood metrics (nll_nats, bits_per_dim, neg_elbo_nats): held-out images scored (the first
+    # of a fixed shuffle of the held-out split, the same for every cell), and the importance samples
+    # of a VAE's bound (Burda et al. 2016 report k = 5,000; the bound tightens as k grows).
+    likelihood_samples: PositiveInt = 1000
+    iwae_k: PositiveInt = 100
 
 
 class Checkpoint(BaseModel):
@@ -617,6 +622,7 @@ def _check_claims(spec: SuiteSpec, entries: tuple[Entry, ...], where: str) -> No
 def _check_spec(spec: SuiteSpec, where: str) -> tuple[Entry, ...]:
     from bench.datasets.images import IMAGE_DATASETS, is_image_dataset
     from bench.metrics.images import ImageMetric
+    from bench.metrics.likelihood import ModelMetric
 
     try:
         TASKS.get(spec.task)
@@ -629,6 +635,13 @@ def _check_spec(spec: SuiteSpec, where: str) -> tuple[Entry, ...]:
     entries = _resolve_entries(spec, where)
     image_metrics = [m for m in spec.metrics if isinstance(METRICS.get(m), ImageMetric)]
     not_images = sorted({d for e in entries for d in e.datasets if not is_image_dataset(d)})
+    likelihood = [m for m in spec.metrics if isinstance(METRICS.get(m), ModelMetric)]
+    if likelihood and not_images:
+        raise UsageError(
+            f"{where}: key 'metrics': {', '.join(likelihood)} score held-out images, but "
+            f"{', '.join(not_images)} are not image datasets with a held-out split (image "
+            f"datasets: {', '.join(IMAGE_DATASETS)}); remove those metrics or datasets"
+        )
     if image_metrics and not_images:
         raise UsageError(
             f"{where}: key 'metrics': {', '.join(image_metrics)} measure images, but "

@@ -23,11 +23,9 @@ from pathlib import Path
 import pandas as pd
 
 from bench.io import atomic_write_json, atomic_write_text
-from bench.results import PERFORMANCE_COLUMNS
+from bench.results import TIMING_COLUMNS as TIMING
 
 OUT = Path("results") / "benchmarks"
-# Columns that measure time or memory and so differ between any two runs.
-TIMING = ["train_seconds", *PERFORMANCE_COLUMNS, "time"]
 CONFIGS = [("local", 1), ("ray", 1), ("local", 2), ("ray", 2)]
 RAY_START = "import time, ray; t = time.perf_counter(); ray.init(include_dashboard=False); " \
             "ray.shutdown(); print(time.perf_counter() - t)"  # fmt: skip

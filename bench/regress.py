@@ -204,7 +204,10 @@ def measurement_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 # Suite keys added after baselines were made, with the value every suite had before them.
-KEYS_ADDED_LATER = {"task": "generation", "eval.batch_norm": "batch", "eval.batch_size": 4096}
+KEYS_ADDED_LATER = {
+    "task": "generation", "eval.batch_norm": "batch", "eval.batch_size": 4096,
+    "eval.likelihood_samples": 1000, "eval.iwae_k": 100,
+}  # fmt: skip
 
 
 def config_changes(before: dict[str, Any], after: dict[str, Any], labels: set[str]) -> list[str]:

@@ -122,7 +122,7 @@ def _results(cfg: dict, final: pd.DataFrame) -> list[str]:
     lines = ["## Sample quality at the final step", ""]
     ok = final[final["status"] == "ok"]
     for dataset, group in ok.groupby("dataset", sort=False):
-        filled = metric_columns(cfg["metrics"], group.columns)
+        filled = metric_columns(cfg["metrics"], _own_columns(group))
         cols = [c for c in filled if group[c].notna().any()]
         missing = [c for c in filled if c not in cols]
         missing += [m for m in cfg["metrics"] if not metric_columns([m], group.columns)]
@@ -131,7 +131,26 @@ def _results(cfg: dict, final: pd.DataFrame) -> list[str]:
         if missing:
             why = "; ".join(notes) or "no value was recorded"
             lines += [f"Not computed here: {', '.join(missing)} ({why}).", ""]
+        # Entries with an empty column the others fill (a GAN's bits_per_dim): the reason, from
+        # the entry's own notes.
+        for variant, rows in group.groupby("variant", sort=False):
+            empty = [c for c in cols if rows[c].isna().all()]
+            if empty and not missing:
+                why = "; ".join(rows["note"].dropna().unique()) if "note" in rows else ""
+                lines.append(f"- `{variant}` (n/a above): {why or 'no value was recorded'}.")
+        if lines[-1].startswith("- "):
+            lines.append("")
     return lines
+
+
+def _own_columns(group: pd.DataFrame) -> list[str]:
+    """The columns of one dataset's rows, less those of backbones that measured other datasets: a
+    suite on mnist5k and mnist5k_bin has `fid/lenet-mnist5k` and `fid/lenet-mnist5k_bin`, each
+    empty in the other's rows. A backbone none of whose columns has a value here is not this
+    dataset's."""
+    backbones = {c.split("/", 1)[1] for c in group.columns if c.startswith("backbone_sha256/")}
+    foreign = {b for b in backbones if group[f"backbone_sha256/{b}"].isna().all()}
+    return [c for c in group.columns if "/" not in c or c.split("/", 1)[1] not in foreign]
 
 
 def _ranking(cfg: dict, final: pd.DataFrame) -> list[str]:
@@ -168,7 +187,9 @@ def _ranking(cfg: dict, final: pd.DataFrame) -> list[str]:
             order = " > ".join(f"`{v}` {ci.format()}" for v, ci in ranked)
             lines.append(f"- **{shown_as}** ({'higher' if higher else 'lower'} is better): {order}")
             if i == 0 or col.split("/")[0] in tested:
-                lines += [f"  - {pair.statement()}" for pair in pairwise(values, higher)]
+                # Only entries with values are compared (a GAN has no bits_per_dim to test).
+                measured = {v: x for v, x in values.items() if mean_ci(x).n}
+                lines += [f"  - {pair.statement()}" for pair in pairwise(measured, higher)]
         lines.append("")
     return lines
 
@@ -206,6 +227,8 @@ def _critic_tracks_quality(df: pd.DataFrame) -> list[str]:
              "original GAN's discriminator).", "",
              "| variant | dataset | Spearman ρ(critic loss, FID) |", "|---|---|---|"]  # fmt: skip
     for (variant, dataset), group in ok.groupby(["variant", "dataset"], sort=False):
+        if group["critic_loss"].isna().all():
+            continue  # a model without a critic (the likelihood models)
         rhos = []
         for _, cell in group[group["step"] > 0].groupby("seed"):
             cell = cell[["critic_loss", fid]].dropna()
@@ -332,13 +355,16 @@ def _performance(cfg: dict, df: pd.DataFrame, final: pd.DataFrame) -> list[str]:
     perf = ok.copy()
     evals = df[df["status"] == "ok"].groupby(["variant", "dataset", "seed"])["eval_seconds"].mean()
     perf["eval_seconds"] = perf.set_index(["variant", "dataset", "seed"]).index.map(evals)
-    cols = [c for c in PERFORMANCE if c in perf]
+    cols = [c for c in ["images_seen", "train_seconds", *PERFORMANCE] if c in perf]
     return [
         "## Speed and memory",
         "",
-        "Training throughput over training time only (evaluation excluded); `eval_seconds` is the "
-        "mean time of one evaluation; `peak_mem_mb` is the peak resident memory of the cell's "
-        "process on CPU, or CUDA peak allocated on a GPU.",
+        "Every entry trains for the same number of generator (optimiser) steps; `images_seen` and "
+        "`train_seconds` say what that budget cost each one (real images drawn, critic steps "
+        "included; seconds of training alone). Training throughput over training time only "
+        "(evaluation excluded); `eval_seconds` is the mean time of one evaluation; "
+        "`sample_s_per_image` the time to generate one evaluation sample; `peak_mem_mb` is the peak "
+        "resident memory of the cell's process on CPU, or CUDA peak allocated on a GPU.",
         "",
         *_table(perf, cols, ["variant", "dataset"]),
         "",
@@ -552,4 +578,11 @@ def _evaluation_line(cfg: dict[str, Any]) -> str:
             f"- Evaluation: every {every} steps, the same (per seed) {n} held-out images of each "
             "domain translated to the other and back (at most the held-out split's size)."
         )
-    return f"- Evaluation: every {every} steps on {n} generated vs real samples from fixed per-seed latents."
+    line = f"- Evaluation: every {every} steps on {n} generated vs real samples from fixed per-seed latents."
+    likelihood = [m for m in cfg["metrics"] if m in ("nll_nats", "bits_per_dim", "neg_elbo_nats")]
+    if likelihood:
+        line += (f" Likelihood ({', '.join(likelihood)}) of the same {cfg['eval']['likelihood_samples']} "
+                 "held-out images for every cell: exact for the autoregressive models, the "
+                 f"importance-weighted bound with k = {cfg['eval']['iwae_k']} for a VAE (an upper bound on "
+                 "its NLL); empty for GANs, which define no likelihood.")  # fmt: skip
+    return line

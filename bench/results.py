@@ -24,7 +24,13 @@ DIAGNOSTIC_COLUMNS = [
     "clip_saturation",
     "act_grad_log10_slope",
 ]
-PERFORMANCE_COLUMNS = ["img_per_s", "gen_steps_per_s", "eval_seconds", "peak_mem_mb"]
+# `sample_s_per_image`: seconds to generate one evaluation sample (autoregressive models draw pixel
+# by pixel); a column of the generation task.
+PERFORMANCE_COLUMNS = [
+    "img_per_s", "gen_steps_per_s", "eval_seconds", "sample_s_per_image", "peak_mem_mb",
+]  # fmt: skip
+# Columns that measure time or memory, and so differ between any two runs of the same cells.
+TIMING_COLUMNS = ["train_seconds", *PERFORMANCE_COLUMNS, "time"]
 CSV_NAME = "results.csv"
 PARQUET_NAME = "results.parquet"
 

@@ -10,13 +10,14 @@ import torch
 from bench.config import load_suite
 from bench.datasets.base import DataSpec
 from bench.registry import VARIANTS, load_all
+from bench.results import TIMING_COLUMNS
 from bench.runner import CellJob, run_cell
 from bench.tasks.base import evaluation_mode
 
 load_all()
 REPO = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
-TIMING = {"train_seconds", "img_per_s", "gen_steps_per_s", "eval_seconds", "time", "peak_mem_mb"}
+TIMING = set(TIMING_COLUMNS)
 
 
 def modes(module: torch.nn.Module, kind: type) -> set[bool]:

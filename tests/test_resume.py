@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from bench import checkpoint
+from bench.results import TIMING_COLUMNS
 from tests.conftest import TINY_SUITE
 
-TIMING = ["train_seconds", "img_per_s", "gen_steps_per_s", "eval_seconds", "peak_mem_mb", "time"]
+TIMING = list(TIMING_COLUMNS)
 SUITE = TINY_SUITE.replace("gen_steps = 6", "gen_steps = 40").replace("every = 3", "every = 10")
 
 # Code that every process of a run executes at start-up (through PYTHONPATH), to make the N-th call

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from bench.io import atomic_write_text
-from bench.results import BASE_COLUMNS
+from bench.results import BASE_COLUMNS, TIMING_COLUMNS
 from tests.conftest import TINY_SUITE
 
-TIMING = ["train_seconds", "img_per_s", "gen_steps_per_s", "eval_seconds", "peak_mem_mb", "time"]
+TIMING = list(TIMING_COLUMNS)
 
 
 def run_tiny(bench, write_suite, tmp_path, name, *args, text=TINY_SUITE):

@@ -248,9 +248,7 @@ def test_a_cold_feature_cache_gives_the_same_numbers_as_a_warm_one(tmp_path):
             cache_dir=str(tmp_path / "cache"),
         )  # fmt: skip
         assert run_cell(job, lambda kind, p: rows.extend(p) if kind == "rows" else 0) == "ok"
-        timing = {"train_seconds", "img_per_s", "gen_steps_per_s", "eval_seconds", "time",
-                  "peak_mem_mb"}  # fmt: skip
-        return [{k: v for k, v in r.items() if k not in timing} for r in rows]
+        return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
 
     cold = pd.DataFrame(cell("cold"))  # trains the classifier and extracts the real features
     assert (tmp_path / "cache" / "features").is_dir()

@@ -6,14 +6,16 @@ generates samples from latents fixed per seed; they are scored against real samp
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
 import torch
 
 from bench import diagnostics
-from bench.datasets.images import ImageDataset, to_uint8
+from bench.datasets.images import ImageDataset, to_float, to_uint8
 from bench.metrics.images import ImageMetric
+from bench.metrics.likelihood import ModelMetric
 from bench.registry import METRICS, TASKS
 from bench.tasks.base import (
     EvalContext,
@@ -77,7 +79,14 @@ class GenerationEval(Evaluation):
         metrics = [METRICS.get(name) for name in ctx.metrics]
         # Image metrics share one feature extraction per backbone, with cached real features.
         self.image_metrics = [m.name for m in metrics if isinstance(m, ImageMetric)]
-        self.metrics = [m for m in metrics if not isinstance(m, ImageMetric)]
+        # Likelihood metrics score the model itself on fixed held-out images.
+        self.model_metrics = [m.name for m in metrics if isinstance(m, ModelMetric)]
+        self.metrics = [m for m in metrics if not isinstance(m, ImageMetric | ModelMetric)]
+        if self.model_metrics and "likelihood" in variant.capabilities:
+            images, _ = dataset.reference("held_out", ctx.eval_cfg["likelihood_samples"])
+            self.held_out = to_float(images).to(device)
+            # One seed for a bound's importance samples: every evaluation draws the same noise.
+            self.nll_seed = int(torch.randint(2**62, (1,), generator=gen))
         self.evaluator = None
         if self.image_metrics and isinstance(dataset, ImageDataset):
             self.evaluator = image_evaluator(ctx, dataset, self.image_metrics, n_eval)
@@ -90,10 +99,15 @@ class GenerationEval(Evaluation):
         t0 = time.perf_counter()
         ctx, variant, dataset = self.ctx, self.ctx.variant, self.ctx.dataset
         n = ctx.eval_cfg["batch_size"]
+        t_sample = time.perf_counter()
         fake = torch.cat([variant.generate(z, y) for z, y in _chunks(self.z, self.fake_labels, n)])
         real_cpu, fake_cpu = self.real.cpu(), fake.cpu()
+        sample_seconds = time.perf_counter() - t_sample
 
         row, notes = sample_metrics(self.metrics, real_cpu, fake_cpu, dataset)
+        row["sample_s_per_image"] = sample_seconds / len(fake)
+        if self.model_metrics:
+            row.update(self._likelihood(notes))
         if self.evaluator is not None:
             image_row, image_notes = self.evaluator(fake_cpu, self.fake_labels)
             _save_grid(ctx, step, fake_cpu, variant.conditional, dataset.num_classes)
@@ -129,6 +143,22 @@ class GenerationEval(Evaluation):
         if notes:
             row["note"] = "; ".join(dict.fromkeys(notes))
         return row
+
+    def _likelihood(self, notes: list[str]) -> dict[str, float]:
+        """The likelihood metrics of the variant on the held-out images, or empty with the reason."""
+        variant, k = self.ctx.variant, self.ctx.eval_cfg["iwae_k"]
+        if "likelihood" not in variant.capabilities:
+            notes.append(f"{', '.join(self.model_metrics)}: {type(variant).__name__} defines no "
+                         "likelihood of an image (a GAN's generator puts no density on pixels)")  # fmt: skip
+            return dict.fromkeys(self.model_metrics, float("nan"))
+        per_image = variant.nll(self.held_out, torch.Generator().manual_seed(self.nll_seed), k)
+        nats = {name: float(v.double().mean()) for name, v in per_image.items()}
+        dims = self.held_out[0].numel()
+        nats["bits_per_dim"] = nats["nll_nats"] / (dims * math.log(2))
+        if "neg_elbo_nats" in self.model_metrics and "neg_elbo_nats" not in nats:
+            notes.append(f"neg_elbo_nats: {type(variant).__name__}'s likelihood is exact, "
+                         "without a bound")  # fmt: skip
+        return {name: nats.get(name, float("nan")) for name in self.model_metrics}
 
 
 def _save_grid(ctx: EvalContext, step: int, fake: torch.Tensor, by_class: bool, k: int) -> None:
