@@ -18,6 +18,8 @@ import pandas as pd  # noqa: E402
 
 from bench.io import atomic_write_bytes, atomic_write_text  # noqa: E402
 from bench.metrics import column_direction, metric_columns  # noqa: E402
+from bench.metrics.likelihood import ModelMetric  # noqa: E402
+from bench.registry import METRICS  # noqa: E402
 from bench.results import DIAGNOSTIC_COLUMNS as DIAGNOSTICS  # noqa: E402
 from bench.results import PERFORMANCE_COLUMNS as PERFORMANCE  # noqa: E402
 from bench.results import final_steps, read_results  # noqa: E402
@@ -579,7 +581,7 @@ def _evaluation_line(cfg: dict[str, Any]) -> str:
             "domain translated to the other and back (at most the held-out split's size)."
         )
     line = f"- Evaluation: every {every} steps on {n} generated vs real samples from fixed per-seed latents."
-    likelihood = [m for m in cfg["metrics"] if m in ("nll_nats", "bits_per_dim", "neg_elbo_nats")]
+    likelihood = [m for m in cfg["metrics"] if isinstance(METRICS.get(m), ModelMetric)]
     if likelihood:
         line += (f" Likelihood ({', '.join(likelihood)}) of the same {cfg['eval']['likelihood_samples']} "
                  "held-out images for every cell: exact for the autoregressive models, the "

@@ -99,10 +99,9 @@ class GenerationEval(Evaluation):
         t0 = time.perf_counter()
         ctx, variant, dataset = self.ctx, self.ctx.variant, self.ctx.dataset
         n = ctx.eval_cfg["batch_size"]
-        t_sample = time.perf_counter()
         fake = torch.cat([variant.generate(z, y) for z, y in _chunks(self.z, self.fake_labels, n)])
         real_cpu, fake_cpu = self.real.cpu(), fake.cpu()
-        sample_seconds = time.perf_counter() - t_sample
+        sample_seconds = time.perf_counter() - t0
 
         row, notes = sample_metrics(self.metrics, real_cpu, fake_cpu, dataset)
         row["sample_s_per_image"] = sample_seconds / len(fake)
