@@ -32,7 +32,9 @@ def benchmark_run(json_path: Path, *plugin: str) -> Path:
 
 
 def test_a_slowed_step_trips_the_speed_gate_and_an_unchanged_one_passes(tmp_path):
-    baseline = make_speed_baseline([benchmark_run(tmp_path / "base.json")], threshold=0.3)
+    # The gate's default threshold: unchanged code measured +30.0% over its own baseline here in a
+    # CI run (one run each side), so a +30% threshold failed it; a slowed step is near +200%.
+    baseline = make_speed_baseline([benchmark_run(tmp_path / "base.json")], threshold=0.5)
     (ratio,) = [b["ratio"] for b in baseline["benchmarks"].values()]
     assert ratio > 0 and list(baseline["benchmarks"]) == [STEP]
 
@@ -43,7 +45,7 @@ def test_a_slowed_step_trips_the_speed_gate_and_an_unchanged_one_passes(tmp_path
         baseline, benchmark_run(tmp_path / "slow.json", "-p", "tests.slow_step_plugin")
     )
     (failure,) = slowed.failures
-    assert failure.startswith(f"{STEP}: ") and "the gate allows +30%" in failure
+    assert failure.startswith(f"{STEP}: ") and "the gate allows +50%" in failure
     rise = read_ratios(tmp_path / "slow.json")[STEP]["ratio"] / ratio - 1
     assert rise > 1.0  # three steps' work per step: about +200%
     assert f"({rise:+.0%};" in failure
