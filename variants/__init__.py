@@ -1,10 +1,13 @@
 """Variant implementations, one algorithm per module. Importing this package registers them all."""
 
 from variants import (  # noqa: F401
+    anogan,
+    autoencoder,
     bicubic,
     cgan,
     cyclegan,
     dcgan,
+    f_anogan,
     gan,
     lsgan,
     nicegan,

@@ -11,7 +11,8 @@ dcgan  Radford et al. 2016: G projects z to a small feature map and doubles its 
        convolutions (LeakyReLU 0.2; BN except on the input layer) and one last convolution over the
        whole map gives the logit, so there are no fully connected hidden layers. Weights N(0, 0.02).
        Images only: 28 → 14 → 7, 32 → 16 → 8 → 4 and 8 → 4 are the side lengths for MNIST, CIFAR-10
-       and sklearn's digits.
+       and sklearn's digits. `dcgan_encoder` is D's body without normalisation, read out to a code
+       instead of a logit (f-AnoGAN's encoder, the convolutional autoencoder's).
 
 Conditional networks (Mirza & Osindero 2014) receive the class as a one-hot vector y: G sees [z, y];
 D sees [x, y] with x flattened (mlp), or x with K constant channels appended, channel k all ones
@@ -165,24 +166,60 @@ def dcgan_generator(cfg: ArchConfig, shape: tuple[int, ...], num_classes: int) -
     return nn.Sequential(*layers)
 
 
-def dcgan_critic(cfg: ArchConfig, shape: tuple[int, ...], num_classes: int) -> nn.Sequential:
+def dcgan_downsampling(
+    shape: tuple[int, ...], in_channels: int, ndf: int, norm: str
+) -> tuple[list[nn.Module], int, int]:
+    """The body of the DCGAN critic: (layers, channels of the smallest map, its side). Strided
+    convolutions halve the side and double the channels, LeakyReLU(0.2) after each, `norm` on all
+    but the input layer."""
     stages, base = dcgan_stages(shape)
-    channels = cfg.ndf
+    channels = ndf
     layers: list[nn.Module] = [
-        nn.Conv2d(shape[0] + num_classes, channels, 4, stride=2, padding=1),
+        nn.Conv2d(in_channels, channels, 4, stride=2, padding=1),
         nn.LeakyReLU(0.2),  # no normalisation on the input layer
     ]
     for _ in range(stages - 1):  # each stage halves the side and doubles the channels
         layers.append(nn.Conv2d(channels, channels * 2, 4, stride=2, padding=1))
-        if cfg.d_norm == "batch":
+        if norm == "batch":
             layers.append(nn.BatchNorm2d(channels * 2))
-        elif cfg.d_norm == "layer":  # over (C, H, W) of each sample, as WGAN-GP's code does
+        elif norm == "layer":  # over (C, H, W) of each sample, as WGAN-GP's code does
             layers.append(nn.GroupNorm(1, channels * 2))
         layers.append(nn.LeakyReLU(0.2))
         channels *= 2
+    return layers, channels, base
+
+
+def dcgan_critic(cfg: ArchConfig, shape: tuple[int, ...], num_classes: int) -> nn.Sequential:
+    layers, channels, base = dcgan_downsampling(shape, shape[0] + num_classes, cfg.ndf, cfg.d_norm)
     # One convolution over the whole smallest map gives the logit: no fully connected layer.
     layers += [nn.Conv2d(channels, 1, base), nn.Flatten()]
     return nn.Sequential(*layers)
+
+
+def dcgan_critic_features(D: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """[N, features]: the last hidden activation of a `dcgan_critic`, the map its logit is read from
+    (the feature-matching layer of Salimans et al. 2016 that AnoGAN and f-AnoGAN compare)."""
+    return D[:-2](x).flatten(1)
+
+
+def dcgan_encoder(cfg: ArchConfig, shape: tuple[int, ...], out_dim: int) -> nn.Sequential:
+    """x → [N, out_dim]: the DCGAN critic's body without normalisation (so that each image is
+    encoded on its own), read out linearly by one convolution over the whole smallest map; no
+    output nonlinearity, as the codes it must hit are N(0, I) latents."""
+    layers, channels, base = dcgan_downsampling(shape, shape[0], cfg.ndf, "none")
+    layers += [nn.Conv2d(channels, out_dim, base), nn.Flatten()]
+    return nn.Sequential(*layers)
+
+
+def dcgan_problem(data: DataSpec) -> str | None:
+    """Why arch 'dcgan' cannot take `data` (points, or an image side it cannot reach), or None."""
+    if data_kind(data) != "images":
+        return f"arch 'dcgan' models images (C, H, W) only, not points of shape {data.shape}"
+    try:
+        dcgan_stages(data.shape)
+    except UsageError as exc:
+        return str(exc)
+    return None
 
 
 def dcgan_init(m: nn.Module) -> None:
