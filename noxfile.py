@@ -72,7 +72,7 @@ def tests(session: nox.Session) -> None:
 
 
 # The quality gates: one suite per task, together covering every registered variant.
-QUALITY_SUITES = ("ci", "ci_paired", "ci_unpaired", "ci_superres", "ci_likelihood")
+QUALITY_SUITES = ("ci", "ci_paired", "ci_unpaired", "ci_superres", "ci_likelihood", "ci_anomaly")
 
 
 def run_benchmarks(session: nox.Session, json_path: str) -> None:

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from bench import anomaly_report  # noqa: E402
 from bench.io import atomic_write_bytes, atomic_write_text  # noqa: E402
 from bench.metrics import column_direction, metric_columns  # noqa: E402
 from bench.metrics.likelihood import ModelMetric  # noqa: E402
@@ -47,8 +48,11 @@ def render(run_dir: Path) -> Path:
     plots = run_dir / "plots"
     lines = _header(cfg, env, run_dir)
     lines += _status(df, final)
-    lines += _results(cfg, final)
-    lines += _ranking(cfg, final)
+    if cfg.get("task") == "anomaly_detection":  # one table per metric over the datasets' digits
+        lines += anomaly_report.section(cfg, final)
+    else:
+        lines += _results(cfg, final)
+        lines += _ranking(cfg, final)
     lines += _claims(cfg, final)
     lines += _critic_tracks_quality(df)
     lines += _pile_up(cfg, final, run_dir, plots)
@@ -419,7 +423,8 @@ def _glossary() -> list[str]:
         "package versions, device and threads.",
         "- `cells/<variant>__<dataset>__s<seed>/`: final weights of every network (`networks.pt`; "
         "the generator alone also in `generator.pt`), critic "
-        "weight histograms at every evaluation (`weight_hist.npz`), final samples (`samples.npz`), "
+        "weight histograms at every evaluation (`weight_hist.npz`), final samples (`samples.npz`; an "
+        "anomaly cell's `scores.npz` holds every test image's score, digit and status instead), "
         "and the cell's last checkpoint (`checkpoint.pt`), from which `bench resume` continues.",
     ]
 
@@ -574,6 +579,13 @@ def _evaluation_line(cfg: dict[str, Any]) -> str:
             f"- Evaluation: every {every} steps, the same (per seed) {n} held-out LR images "
             "upscaled and compared with their HR originals (at most the held-out split's size); "
             "psnr_y/ssim_y on the Y channel with `scale` border pixels cropped."
+        )
+    if cfg.get("task") == "anomaly_detection":
+        return (
+            f"- Evaluation: every {every} steps, the same {n} held-out images for every cell (every "
+            "held-out image of the normal class(es) and a fixed shuffle of the anomalies, at least "
+            "half of them normal; never a training image), each scored by the model, anomalies as "
+            "the positive class."
         )
     if cfg.get("task") == "unpaired_translation":
         return (

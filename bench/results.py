@@ -25,9 +25,11 @@ DIAGNOSTIC_COLUMNS = [
     "act_grad_log10_slope",
 ]
 # `sample_s_per_image`: seconds to generate one evaluation sample (autoregressive models draw pixel
-# by pixel); a column of the generation task.
+# by pixel), a column of the generation task; `score_s_per_image`: seconds to score one test image
+# (AnoGAN searches a latent per image), a column of the anomaly task.
 PERFORMANCE_COLUMNS = [
-    "img_per_s", "gen_steps_per_s", "eval_seconds", "sample_s_per_image", "peak_mem_mb",
+    "img_per_s", "gen_steps_per_s", "eval_seconds", "sample_s_per_image", "score_s_per_image",
+    "peak_mem_mb",
 ]  # fmt: skip
 # Columns that measure time or memory, and so differ between any two runs of the same cells.
 TIMING_COLUMNS = ["train_seconds", *PERFORMANCE_COLUMNS, "time"]

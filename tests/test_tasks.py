@@ -97,8 +97,8 @@ MISFITS = {
     ), "variant 'dcgan' does not fit task 'paired_translation'"),
     "an unknown task": ((
         ('task = "paired_translation"', 'task = "image_translation"'),
-    ), "unknown task 'image_translation'; known tasks: generation, paired_translation, "
-       "super_resolution, unpaired_translation"),
+    ), "unknown task 'image_translation'; known tasks: anomaly_detection, generation, "
+       "paired_translation, super_resolution, unpaired_translation"),
     "a paired metric in a generation suite": ((
         ('task = "paired_translation"\n', ""),
         ('datasets = ["edges2digits"]', 'datasets = ["mnist5k"]'),
@@ -147,6 +147,7 @@ def test_tasks_and_the_translation_variant_are_listed(bench):
     rc, _ = bench("list")
     assert rc == 0
     assert set(TASKS.names()) == {
+        "anomaly_detection",
         "generation",
         "paired_translation",
         "unpaired_translation",
