@@ -78,6 +78,9 @@ class _Mnist5kAnomaly:
 
     def __init__(self, protocol: str, digit: int) -> None:
         self.protocol, self.digit = protocol, digit
+        normal = f"digit {digit}" if protocol == "one_class" else f"every digit but {digit}"
+        self.__doc__ = (f"mnist5k for anomaly detection ({protocol}): trains on {normal} only; "
+                        "tests on held-out images of every digit")  # fmt: skip
 
     def __call__(self) -> AnomalyDataset:
         name = f"mnist5k_{self.protocol}_{self.digit}"
