@@ -241,7 +241,12 @@ def test_a_cell_the_cluster_cannot_hold_is_refused_before_any_folder_exists(
 def test_tune_runs_its_trial_workers_as_ray_tasks_on_every_node(tmp_path, write_suite, cluster):
     from tests.test_tune import TUNE_SUITE, assert_exactly, trials_of
 
-    write_suite(TUNE_SUITE.replace("gen_steps = 30", "gen_steps = 60"))  # both workers get trials
+    # Both workers must get trials: unpruned trials of 300 steps outlast the second worker's start
+    # (at 60 steps, with pruning, one worker ran all four before the other joined, 1 run in 6).
+    suite = TUNE_SUITE.replace("gen_steps = 30", "gen_steps = 300").replace(
+        "every = 10", "every = 100"
+    )
+    write_suite(suite.replace('pruner = "median"', 'pruner = "none"'))
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     run = bench(tmp_path, "tune", "suite=suites/tiny.toml", "entries=wgan", "trials=4", f"storage={storage}",
                 "executor=ray", "workers=2", f"ray.address={cluster.address}")  # fmt: skip
