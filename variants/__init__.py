@@ -16,6 +16,7 @@ from variants import (  # noqa: F401
     pixelrnn,
     srgan,
     srresnet,
+    stylegan,
     ugatit,
     vae,
     wgan,
