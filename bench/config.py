@@ -89,6 +89,11 @@ class Eval(BaseModel):
     # of a VAE's bound (Burda et al. 2016 report k = 5,000; the bound tightens as k grows).
     likelihood_samples: PositiveInt = 1000
     iwae_k: PositiveInt = 100
+    # Perceptual path length (ppl_z, ppl_w; Karras et al. 2019): latent pairs per evaluation (the
+    # paper: 100,000), the step ε, and where on the path t lies ("full": t ~ U(0, 1); "end": t = 0).
+    ppl_samples: PositiveInt = 1000
+    ppl_epsilon: Annotated[float, Field(gt=0)] = 1e-4
+    ppl_sampling: Literal["full", "end"] = "full"
 
 
 class Checkpoint(BaseModel):
@@ -188,6 +193,12 @@ class Report(BaseModel):
     # An entry label: each variant's training cost (seconds per generator step, peak memory) is
     # also stated as a ratio to this entry's.
     cost_reference: str | None = None
+    # Entry labels of an ablation, in order, each adding one ingredient to the one before it
+    # (StyleGAN's configs A-F): the summary tests each against the one before it.
+    ablation: list[str] = []
+    # The published values of the suite's first metric for those entries, and where they are from.
+    ablation_reference: list[float] = []
+    ablation_reference_source: str = ""
 
 
 class Regress(BaseModel):
@@ -294,6 +305,9 @@ RESULT_NEUTRAL = {
     "ray.address",
     "report.tested",
     "report.cost_reference",
+    "report.ablation",
+    "report.ablation_reference",
+    "report.ablation_reference_source",
     "tracking.enabled",
     "tracking.uri",
     "tracking.log_weights",
@@ -668,6 +682,12 @@ def _check_report(spec: SuiteSpec, entries: tuple[Entry, ...], where: str) -> No
     reference = spec.report.cost_reference
     if reference is not None:
         _entry({e.label: e for e in entries}, reference, "report.cost_reference", where)
+    for i, label in enumerate(spec.report.ablation):
+        _entry({e.label: e for e in entries}, label, f"report.ablation[{i}]", where)
+    published = spec.report.ablation_reference
+    if published and len(published) != len(spec.report.ablation):
+        raise UsageError(f"{where}: key 'report.ablation_reference': {len(published)} values for "
+                         f"{len(spec.report.ablation)} ablation entries; give one per entry")  # fmt: skip
 
 
 def _check_unlabelled(

@@ -207,6 +207,7 @@ def measurement_config(config: dict[str, Any]) -> dict[str, Any]:
 KEYS_ADDED_LATER = {
     "task": "generation", "eval.batch_norm": "batch", "eval.batch_size": 4096,
     "eval.likelihood_samples": 1000, "eval.iwae_k": 100,
+    "eval.ppl_samples": 1000, "eval.ppl_epsilon": 1e-4, "eval.ppl_sampling": "full",
 }  # fmt: skip
 
 

@@ -23,6 +23,18 @@ BAD_SUITES = {
         TINY_SUITE + '\n[report]\ncost_reference = "cyclegan"\n',
         "key 'report.cost_reference'",
     ),
+    "an ablation step that is no entry": (
+        TINY_SUITE + '\n[report]\nablation = ["wgan", "B_bilinear"]\n',
+        "key 'report.ablation[1]': no variant entry 'B_bilinear'",
+    ),
+    "published values that do not match the ablation": (
+        TINY_SUITE + '\n[report]\nablation = ["wgan"]\nablation_reference = [8.04, 5.25]\n',
+        "key 'report.ablation_reference': 2 values for 1 ablation entries",
+    ),
+    "a path length on data that are not images": (
+        replace('metrics = ["modes_captured"', 'metrics = ["ppl_z", "modes_captured"'),
+        "key 'metrics': ppl_z measure images",
+    ),
     "unknown top-level key": ('evaluation = "x"\n' + TINY_SUITE, "key 'evaluation': unknown key"),
     "unknown nested key": (
         replace("every = 3", "evry = 3"),
@@ -50,7 +62,7 @@ BAD_SUITES = {
     ),
     "unknown variant": (
         TINY_SUITE + "\n[variants.wgna]\n",
-        "key 'variants.wgna.variant': unknown variant 'wgna'; known variants: anogan, bicubic, cgan, conv_autoencoder, cyclegan, dcgan, f_anogan, gan, lsgan, nicegan, pix2pix, pixelcnn, pixelrnn, srgan, srresnet, ugatit, vae, wgan, wgan_gp",
+        "key 'variants.wgna.variant': unknown variant 'wgna'; known variants: anogan, bicubic, cgan, conv_autoencoder, cyclegan, dcgan, f_anogan, gan, lsgan, nicegan, pix2pix, pixelcnn, pixelrnn, srgan, srresnet, stylegan, ugatit, vae, wgan, wgan_gp",
     ),
     "unknown variant field": (
         replace("gp_weight = 0.1", "gp_wieght = 0.1"),

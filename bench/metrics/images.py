@@ -211,8 +211,8 @@ def default_cache_dir() -> Path:
 def column_higher_is_better(column: str) -> bool | None:
     """Direction of an image-metric column (`fid/inception` → False); None if it is not one."""
     prefix = column.split("/", 1)[0]
-    for metric in IMAGE_METRICS:
-        for name, higher in metric.columns:
+    for metric in (METRICS.get(m) for m in METRICS.names()):
+        for name, higher in getattr(metric, "columns", ()):
             if name == prefix:
                 return higher
     return None

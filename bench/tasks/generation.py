@@ -16,6 +16,7 @@ from bench import diagnostics
 from bench.datasets.images import ImageDataset, to_float, to_uint8
 from bench.metrics.images import ImageMetric
 from bench.metrics.likelihood import ModelMetric
+from bench.metrics.ppl import PathLengths, PathMetric
 from bench.registry import METRICS, TASKS
 from bench.tasks.base import (
     EvalContext,
@@ -78,7 +79,9 @@ class GenerationEval(Evaluation):
         self.n_diag = min(ctx.eval_cfg["diag_samples"], n_eval)
         metrics = [METRICS.get(name) for name in ctx.metrics]
         # Image metrics share one feature extraction per backbone, with cached real features.
-        self.image_metrics = [m.name for m in metrics if isinstance(m, ImageMetric)]
+        self.image_metrics = [
+            m.name for m in metrics if isinstance(m, ImageMetric) and not isinstance(m, PathMetric)
+        ]
         # Likelihood metrics score the model itself on fixed held-out images.
         self.model_metrics = [m.name for m in metrics if isinstance(m, ModelMetric)]
         self.metrics = [m for m in metrics if not isinstance(m, ImageMetric | ModelMetric)]
@@ -90,6 +93,16 @@ class GenerationEval(Evaluation):
         self.evaluator = None
         if self.image_metrics and isinstance(dataset, ImageDataset):
             self.evaluator = image_evaluator(ctx, dataset, self.image_metrics, n_eval)
+        # Path lengths measure the model along latent paths drawn here, after every other input.
+        path_metrics = [m for m in metrics if isinstance(m, PathMetric)]
+        self.paths = None
+        if path_metrics and isinstance(dataset, ImageDataset):
+            self.paths = PathLengths(variant, dataset, path_metrics, ctx.eval_cfg, ctx.cache_dir,
+                                     device, gen)  # fmt: skip
+        # A style-based generator's mixing and truncation grids: latents from a seed of their own.
+        self.grid_seed = None
+        if hasattr(variant, "mix"):
+            self.grid_seed = int(torch.randint(2**62, (1,), generator=gen))
 
     def __call__(self, step: int) -> dict[str, Any]:
         with evaluation_mode(self.ctx.variant, self.ctx.eval_cfg["batch_norm"]):
@@ -115,6 +128,10 @@ class GenerationEval(Evaluation):
         elif self.image_metrics:
             notes.append(f"{', '.join(self.image_metrics)}: need an image dataset; "
                          f"'{dataset.name}' is not one")  # fmt: skip
+        if self.paths is not None:
+            path_row, path_notes = self.paths(variant)
+            row.update(path_row)
+            notes += path_notes
 
         # Critic diagnostics: its loss on the evaluation batch, weight pile-up, gradient by depth.
         if "critic" in variant.capabilities:
@@ -135,6 +152,8 @@ class GenerationEval(Evaluation):
                     row[f"act_grad_norm/{i:02d}"] = norm
                 row["act_grad_log10_slope"] = diagnostics.log10_slope(norms)
         if step == ctx.gen_steps:
+            if self.grid_seed is not None:
+                _style_grids(ctx, self.grid_seed)
             if self.evaluator is not None:  # images: keep the first 1,000 as uint8 pictures
                 real_cpu, fake_cpu = to_uint8(real_cpu[:1000]), to_uint8(fake_cpu[:1000])
             save_samples(ctx.cell_dir, real=real_cpu, fake=fake_cpu)
@@ -165,3 +184,41 @@ def _save_grid(ctx: EvalContext, step: int, fake: torch.Tensor, by_class: bool, 
     cycle through the classes, so sample i has class i mod K)."""
     ncols = k if by_class and k <= 16 else 8
     save_grid(ctx.cell_dir / "grids" / f"step_{step:07d}.png", to_uint8(fake[: ncols * 8]), ncols)
+
+
+TRUNCATION_PSIS = (1.0, 0.7, 0.5, 0.0, -0.5, -1.0)  # the columns of Karras et al. 2019, Figure 8
+
+
+@torch.no_grad()
+def _style_grids(ctx: EvalContext, seed: int) -> None:
+    """A style-based generator's pictures, with its fixed noise images:
+
+    - grids/style_mixing.png (a model with styles): the top row shows 6 sources A, the left
+      column 4 sources B; the image in row i, column j takes its coarse styles (the layers of the
+      lowest resolution) from B_i and every finer style from A_j (Karras et al. 2019, Figure 3);
+    - grids/truncation.png (a model with a mapping network): 8 latents (rows) at ψ = 1, 0.7, 0.5,
+      0, −0.5, −1 (columns), w' = w̄ + ψ(w − w̄) (Figure 8).
+    """
+    variant, device = ctx.variant, ctx.device
+    if not getattr(variant.cfg, "styles", False):
+        return
+    g = torch.Generator().manual_seed(seed)
+    z_a, z_b = (torch.randn(k, variant.z_dim, generator=g).to(device) for k in (6, 4))
+    w_a, w_b = variant.map(z_a), variant.map(z_b)
+    n = variant.num_ws
+
+    def synth(w: torch.Tensor) -> torch.Tensor:
+        return variant.synthesise(w[:, None].expand(-1, n, -1), noise="const")
+
+    tops, lefts = synth(w_a), synth(w_b)
+    rows = [torch.cat([torch.full_like(tops[:1], -1.0), tops])]
+    for i in range(len(w_b)):
+        mixed = variant.mix(w_b[i : i + 1].expand(len(w_a), -1), w_a, 2)
+        rows.append(torch.cat([lefts[i : i + 1], variant.synthesise(mixed, noise="const")]))
+    grids = ctx.cell_dir / "grids"
+    save_grid(grids / "style_mixing.png", to_uint8(torch.cat(rows)), len(w_a) + 1)
+    if getattr(variant, "has_mapping", False):
+        w = variant.map(torch.randn(8, variant.z_dim, generator=g).to(device))
+        cells = [synth(variant.truncate(w[i : i + 1], psi)) for i in range(len(w))
+                 for psi in TRUNCATION_PSIS]  # fmt: skip
+        save_grid(grids / "truncation.png", to_uint8(torch.cat(cells)), len(TRUNCATION_PSIS))
