@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench import anomaly_report  # noqa: E402
+from bench import ablation_report, anomaly_report  # noqa: E402
 from bench.io import atomic_write_bytes, atomic_write_text  # noqa: E402
 from bench.metrics import column_direction, metric_columns  # noqa: E402
 from bench.metrics.likelihood import ModelMetric  # noqa: E402
@@ -53,6 +53,7 @@ def render(run_dir: Path) -> Path:
     else:
         lines += _results(cfg, final)
         lines += _ranking(cfg, final)
+        lines += ablation_report.section(cfg, final)
     lines += _claims(cfg, final)
     lines += _critic_tracks_quality(df)
     lines += _pile_up(cfg, final, run_dir, plots)
@@ -599,4 +600,13 @@ def _evaluation_line(cfg: dict[str, Any]) -> str:
                  "held-out images for every cell: exact for the autoregressive models, the "
                  f"importance-weighted bound with k = {cfg['eval']['iwae_k']} for a VAE (an upper bound on "
                  "its NLL); empty for GANs, which define no likelihood.")  # fmt: skip
+    paths = [m for m in cfg["metrics"] if m in ("ppl_z", "ppl_w")]
+    if paths:
+        e = cfg["eval"]
+        t = "t ~ U(0, 1)" if e["ppl_sampling"] == "full" else "t = 0"
+        line += (f" Path lengths ({', '.join(paths)}) over the same {e['ppl_samples']} latent "
+                 f"pairs per seed at every evaluation, ε = {e['ppl_epsilon']:g}, {t} (sampling "
+                 f"\"{e['ppl_sampling']}\"), 1st–99th percentiles kept, distances in the domain "
+                 "classifier's layers (not the paper's LPIPS/VGG16: comparable within this "
+                 "project only).")  # fmt: skip
     return line

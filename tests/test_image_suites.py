@@ -30,6 +30,7 @@ def test_every_image_variant_is_in_some_image_suite():
         "superres",
         "likelihood_vs_gan",
         "anomaly_mnist",
+        "stylegan_ablation",
     ]:
         names |= {e.variant for e in load_suite(suite).entries}
     assert names == set(VARIANTS.names())
