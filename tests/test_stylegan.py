@@ -229,3 +229,26 @@ def test_the_ablation_smoke_run_gives_path_lengths_grids_and_the_step_table(
     again = pd.read_csv(tmp_path / "again" / "results.csv")
     columns = ["fid/lenet-mnist5k", "ppl_z/lenet-mnist5k", "ppl_w/lenet-mnist5k"]
     pd.testing.assert_frame_equal(rows[columns], again[columns])
+
+
+def test_when_evaluations_happen_does_not_change_training(bench, cache, tmp_path, monkeypatch):
+    # StyleGAN draws noise images while it samples; evaluating at other steps must leave the
+    # training that follows unchanged (the final weights and the final evaluation alike).
+    import pandas as pd
+
+    monkeypatch.setenv("GAN_BENCH_CACHE", str(cache))
+    common = ("run", "suite=ci_stylegan", "profile=smoke", "entries=F_mixing", "seeds=0",
+              "budget.gen_steps=8", "eval.num_samples=100", "eval.ppl_samples=20")  # fmt: skip
+    finals = []
+    for every in (4, 8):
+        rc, err = bench(*common, f"eval.every={every}", f"out={tmp_path / str(every)}")
+        assert rc == 0, err
+        rows = pd.read_csv(tmp_path / str(every) / "results.csv")
+        finals.append(rows[rows["step"] == 8].iloc[0])
+        weights = torch.load(next((tmp_path / str(every)).glob("cells/*/networks.pt")))
+        finals[-1]["weights"] = weights
+    for column in ("fid/lenet-mnist5k", "ppl_z/lenet-mnist5k", "ppl_w/lenet-mnist5k"):
+        assert finals[0][column] == finals[1][column]
+    for net, state in finals[0]["weights"].items():
+        for key, value in state.items():
+            assert torch.equal(value, finals[1]["weights"][net][key]), (net, key)

@@ -103,10 +103,17 @@ class GenerationEval(Evaluation):
         self.grid_seed = None
         if hasattr(variant, "mix"):
             self.grid_seed = int(torch.randint(2**62, (1,), generator=gen))
+        # Noise a model draws while sampling (StyleGAN's noise inputs) comes from this seed, the same
+        # at every evaluation, and training's random stream never sees it: otherwise when the
+        # evaluations happen (eval.every) would change the training that follows them.
+        self.sample_seed = int(torch.randint(2**62, (1,), generator=gen))
 
     def __call__(self, step: int) -> dict[str, Any]:
+        device = self.ctx.device
         with evaluation_mode(self.ctx.variant, self.ctx.eval_cfg["batch_norm"]):
-            return self._evaluate(step)
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                torch.manual_seed(self.sample_seed)
+                return self._evaluate(step)
 
     def _evaluate(self, step: int) -> dict[str, Any]:
         t0 = time.perf_counter()
