@@ -1,4 +1,5 @@
-"""Speed of one training step of every variant on MNIST-shaped images, batch 64, default sizes.
+"""Speed of one training step of every variant on MNIST-shaped images, batch 64, default sizes
+(MuseGAN on its 2-bar piano rolls).
 
 Normal test runs pass --benchmark-disable (pyproject addopts), so each case runs once as a plain
 test. To measure: `OMP_NUM_THREADS=1 pytest tests/test_bench_steps.py --benchmark-enable`; the
@@ -23,6 +24,8 @@ SAMPLERS = [v for v in VARIANTS.names() if {"samples", "critic"} <= VARIANTS.get
 # A variant on the shared architectures runs on each; one with its own networks (no `arch`) once, at
 # the sizes its suites use where its paper's are for GPUs (StyleGAN's 512 channels).
 OWN_SIZES = {"stylegan": {"z_dim": 64, "w_dim": 64, "channels": 32, "d_channels": 32}}
+# A variant for other data than images trains on its own data's shape: MuseGAN on 2-bar phrases.
+OWN_DATA = {"musegan": DataSpec((4, 2, 16, 84))}
 
 
 def configs(name: str) -> list[dict]:
@@ -40,13 +43,14 @@ IDS = [f"{name}-{config['arch']}" if "arch" in config else name for name, config
 def test_train_step_speed(benchmark, one_thread, name, config):
     seed_everything(0, torch.device("cpu"))
     cls = VARIANTS.get(name)
-    variant = cls(cls.Config.model_validate(config), MNIST, torch.device("cpu"))
+    spec = OWN_DATA.get(name, MNIST)
+    variant = cls(cls.Config.model_validate(config), spec, torch.device("cpu"))
     g = torch.Generator().manual_seed(0)
     drawn = [0]
 
     def next_real():
         drawn[0] += BATCH_SIZE
-        x = torch.rand((BATCH_SIZE, *MNIST.shape), generator=g) * 2 - 1
+        x = torch.rand((BATCH_SIZE, *spec.shape), generator=g) * 2 - 1
         return (x, torch.randint(10, (BATCH_SIZE,), generator=g)) if variant.conditional else x
 
     variant.train_step(next_real)  # warm-up, and how many real images one step draws

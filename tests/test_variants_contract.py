@@ -23,10 +23,14 @@ SPECS = {
     "stacked_mnist": DataSpec((3, 28, 28), NUM_CLASSES),
     "cifar": DataSpec((3, 32, 32), NUM_CLASSES),
     "digits": DataSpec((1, 8, 8), NUM_CLASSES),
+    "music": DataSpec((4, 2, 16, 84), NUM_CLASSES),  # piano rolls: tracks, bars, steps, pitches
 }
 # Narrow networks keep the whole file at a few seconds: the shared `arch` fields, or a variant's own.
 SMALL = {"width": 16, "ngf": 8, "ndf": 8}
-SMALL_OWN = {"stylegan": {"z_dim": 16, "w_dim": 16, "channels": 8, "d_channels": 8}}
+SMALL_OWN = {
+    "stylegan": {"z_dim": 16, "w_dim": 16, "channels": 8, "d_channels": 8},
+    "musegan": {"z_part": 4, "g_channels": 8, "d_channels": 8},
+}
 
 
 def arch_of(name: str) -> str | None:
@@ -36,9 +40,10 @@ def arch_of(name: str) -> str | None:
 
 def models(name: str, data: str) -> bool:
     """The declared capability: can this variant's default architecture model these data? One
-    without `arch` builds its own networks, for images."""
+    without `arch` builds its own networks, for the data kinds it names (images unless it says)."""
     arch = arch_of(name)
-    return data_kind(SPECS[data]) in (DATA_KINDS[arch] if arch else ("images",))
+    own = getattr(VARIANTS.get(name), "data_kinds", ("images",))
+    return data_kind(SPECS[data]) in (DATA_KINDS[arch] if arch else own)
 
 
 # Noise → sample GANs (the generation task); translation variants: tests/test_translation.py; the
@@ -115,7 +120,7 @@ def test_training_step_is_deterministic(name, data):
 @pytest.mark.parametrize("name,data", UNSUPPORTED)
 def test_data_an_architecture_cannot_model_is_refused_by_name(name, data):
     arch = arch_of(name)
-    expected = f"arch '{arch}' models images only" if arch else "models images"
+    expected = f"arch '{arch}' models images only" if arch else "models images|needs piano rolls"
     with pytest.raises(UsageError, match=expected):
         build(name, data)
 

@@ -10,6 +10,7 @@ from variants import (  # noqa: F401
     f_anogan,
     gan,
     lsgan,
+    musegan,
     nicegan,
     pix2pix,
     pixelcnn,

@@ -5,7 +5,8 @@ A variant's config picks one with `arch`; every variant builds its G and D with 
 mlp    On 2-D points: the MLPs of WGAN-GP's gan_toy.py, 2 → 512 → 512 → 512 → (2 | 1), ReLU, linear
        output, no normalisation. On images, the MLP shape of Goodfellow et al. 2014: G maps z through
        ReLU layers to C·H·W values squashed by Tanh; D flattens the image and ends in one logit after
-       LeakyReLU(0.2) layers.
+       LeakyReLU(0.2) layers. On multi-track piano rolls (tracks, bars, steps, pitches) the same,
+       flattened: the unstructured baseline of the music task.
 dcgan  Radford et al. 2016: G projects z to a small feature map and doubles its side with strided
        transposed convolutions (BN + ReLU; Tanh output without BN); D halves it with strided
        convolutions (LeakyReLU 0.2; BN except on the input layer) and one last convolution over the
@@ -21,6 +22,7 @@ for class k (dcgan).
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import Annotated, Literal
 
@@ -33,8 +35,9 @@ from bench.datasets.base import DataSpec
 from bench.errors import UsageError
 from bench.variant import VariantConfig
 
-# What each architecture can model: "points" are samples of shape (d,), "images" of shape (C, H, W).
-DATA_KINDS = {"mlp": ("points", "images"), "dcgan": ("images",)}
+# What each architecture can model: "points" are samples of shape (d,), "images" of shape (C, H, W),
+# "music" piano rolls of shape (tracks, bars, steps, pitches).
+DATA_KINDS = {"mlp": ("points", "images", "music"), "dcgan": ("images",)}
 
 
 class ArchConfig(VariantConfig):
@@ -55,7 +58,7 @@ class ArchConfig(VariantConfig):
 
 
 def data_kind(data: DataSpec) -> str:
-    return "points" if len(data.shape) == 1 else "images"
+    return {1: "points", 4: "music"}.get(len(data.shape), "images")
 
 
 def resolve_arch(cfg: ArchConfig, data: DataSpec) -> ArchConfig:
@@ -114,15 +117,15 @@ def build_mlp(
 def mlp_generator(cfg: ArchConfig, shape: tuple[int, ...], num_classes: int) -> nn.Module:
     if len(shape) == 1:  # gan_toy.py: linear output, points are not bounded
         return build_mlp(cfg.z_dim + num_classes, shape[0], cfg.width, cfg.depth)
-    size = shape[0] * shape[1] * shape[2]
+    size = math.prod(shape)
     body = build_mlp(cfg.z_dim + num_classes, size, cfg.width, cfg.depth)
-    return nn.Sequential(body, nn.Tanh(), nn.Unflatten(1, shape))  # images lie in [-1, 1]
+    return nn.Sequential(body, nn.Tanh(), nn.Unflatten(1, shape))  # images and rolls lie in [-1, 1]
 
 
 def mlp_critic(cfg: ArchConfig, shape: tuple[int, ...], num_classes: int) -> nn.Module:
     if len(shape) == 1:
         return build_mlp(shape[0] + num_classes, 1, cfg.width, cfg.depth, norm=cfg.d_norm)
-    size = shape[0] * shape[1] * shape[2]
+    size = math.prod(shape)
     leaky = partial(nn.LeakyReLU, 0.2)  # Goodfellow et al. used maxout; LeakyReLU is its cheap kin
     return nn.Sequential(
         nn.Flatten(), build_mlp(size + num_classes, 1, cfg.width, cfg.depth, leaky, cfg.d_norm)
@@ -214,7 +217,7 @@ def dcgan_encoder(cfg: ArchConfig, shape: tuple[int, ...], out_dim: int) -> nn.S
 def dcgan_problem(data: DataSpec) -> str | None:
     """Why arch 'dcgan' cannot take `data` (points, or an image side it cannot reach), or None."""
     if data_kind(data) != "images":
-        return f"arch 'dcgan' models images (C, H, W) only, not points of shape {data.shape}"
+        return f"arch 'dcgan' models images (C, H, W) only, not {data_kind(data)} of shape {data.shape}"
     try:
         dcgan_stages(data.shape)
     except UsageError as exc:

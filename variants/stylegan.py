@@ -103,7 +103,7 @@ class StyleGANConfig(VariantConfig):
 def synthesis_sides(shape: tuple[int, ...]) -> list[int]:
     """The sides G's feature maps take, s0 first, for images of `shape`; refuses shapes it cannot."""
     if len(shape) != 3:
-        raise UsageError(f"stylegan models images (C, H, W) only, not points of shape {shape}")
+        raise UsageError(f"stylegan models images (C, H, W) only, not data of shape {shape}")
     _, height, width = shape
     if height != width:
         raise UsageError(f"stylegan needs square images, not {height}×{width}")
