@@ -94,6 +94,11 @@ class Eval(BaseModel):
     ppl_samples: PositiveInt = 1000
     ppl_epsilon: Annotated[float, Field(gt=0)] = 1e-4
     ppl_sampling: Literal["full", "end"] = "full"
+    # Music metrics (EB, UPC, QN, TD): how a generator's tanh output becomes a binary piano roll
+    # ("threshold": a note where it is above 0, "bernoulli": a note with probability (x + 1) / 2,
+    # MuseGAN's hard thresholding and Bernoulli sampling), and the steps a qualified note lasts.
+    binarize: Literal["threshold", "bernoulli"] = "threshold"
+    qn_min_steps: PositiveInt = 3
 
 
 class Checkpoint(BaseModel):

@@ -208,6 +208,7 @@ KEYS_ADDED_LATER = {
     "task": "generation", "eval.batch_norm": "batch", "eval.batch_size": 4096,
     "eval.likelihood_samples": 1000, "eval.iwae_k": 100,
     "eval.ppl_samples": 1000, "eval.ppl_epsilon": 1e-4, "eval.ppl_sampling": "full",
+    "eval.binarize": "threshold", "eval.qn_min_steps": 3,
 }  # fmt: skip
 
 

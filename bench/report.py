@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench import ablation_report, anomaly_report  # noqa: E402
+from bench import ablation_report, anomaly_report, music_report  # noqa: E402
 from bench.io import atomic_write_bytes, atomic_write_text  # noqa: E402
 from bench.metrics import column_direction, metric_columns  # noqa: E402
 from bench.metrics.likelihood import ModelMetric  # noqa: E402
@@ -50,6 +50,8 @@ def render(run_dir: Path) -> Path:
     lines += _status(df, final)
     if cfg.get("task") == "anomaly_detection":  # one table per metric over the datasets' digits
         lines += anomaly_report.section(cfg, final)
+    elif cfg.get("task") == "music":  # MuseGAN's tables, with the data's rows and distance tests
+        lines += music_report.section(cfg, final, run_dir)
     else:
         lines += _results(cfg, final)
         lines += _ranking(cfg, final)
@@ -527,6 +529,16 @@ def _plot_samples(df: pd.DataFrame, run_dir: Path, dataset: str, path: Path) -> 
     if not panels:
         return False
     fig, axes = _grid(len(panels), ncols=4, size=2.6)
+    if panels[0][1]["fake"].ndim == 5:  # piano rolls [N, tracks, bars, steps, pitches]
+        from bench.music_io import roll_image
+
+        for ax, (label, s) in zip(axes, panels, strict=False):
+            ax.imshow(roll_image(s["fake"][:4], max_phrases=4), aspect="auto")
+            ax.set_title(label, fontsize=8)
+            ax.axis("off")
+        fig.suptitle(f"{dataset}: final phrases, seed {seed} (S red, A green, T blue, B orange)",
+                     fontsize=9)  # fmt: skip
+        return _save(fig, path)
     if panels[0][1]["fake"].ndim == 4:  # images [N, C, H, W] as uint8
         for ax, (label, s) in zip(axes, panels, strict=False):
             ax.imshow(image_grid(s["fake"][:64]), cmap="gray", vmin=0, vmax=255)

@@ -235,6 +235,9 @@ class Tracker:
                      self.run_dir / "env.json"]:  # fmt: skip
             if path.is_file():
                 self.client.log_artifact(run_id, str(path))
+        for folder in ("grids", "midi"):  # sample pictures; a music cell's MIDI files
+            if (cell_dir / folder).is_dir():
+                self.client.log_artifacts(run_id, str(cell_dir / folder), artifact_path=folder)
         rows = _cell_rows(self.run_dir, cell)
         if rows is not None:
             with tempfile.TemporaryDirectory() as tmp:

@@ -62,7 +62,7 @@ BAD_SUITES = {
     ),
     "unknown variant": (
         TINY_SUITE + "\n[variants.wgna]\n",
-        "key 'variants.wgna.variant': unknown variant 'wgna'; known variants: anogan, bicubic, cgan, conv_autoencoder, cyclegan, dcgan, f_anogan, gan, lsgan, nicegan, pix2pix, pixelcnn, pixelrnn, srgan, srresnet, stylegan, ugatit, vae, wgan, wgan_gp",
+        "key 'variants.wgna.variant': unknown variant 'wgna'; known variants: anogan, bicubic, cgan, conv_autoencoder, cyclegan, dcgan, f_anogan, gan, lsgan, musegan, nicegan, pix2pix, pixelcnn, pixelrnn, srgan, srresnet, stylegan, ugatit, vae, wgan, wgan_gp",
     ),
     "unknown variant field": (
         replace("gp_weight = 0.1", "gp_wieght = 0.1"),

@@ -97,7 +97,7 @@ MISFITS = {
     ), "variant 'dcgan' does not fit task 'paired_translation'"),
     "an unknown task": ((
         ('task = "paired_translation"', 'task = "image_translation"'),
-    ), "unknown task 'image_translation'; known tasks: anomaly_detection, generation, "
+    ), "unknown task 'image_translation'; known tasks: anomaly_detection, generation, music, "
        "paired_translation, super_resolution, unpaired_translation"),
     "a paired metric in a generation suite": ((
         ('task = "paired_translation"\n', ""),
@@ -149,6 +149,7 @@ def test_tasks_and_the_translation_variant_are_listed(bench):
     assert set(TASKS.names()) == {
         "anomaly_detection",
         "generation",
+        "music",
         "paired_translation",
         "unpaired_translation",
         "super_resolution",

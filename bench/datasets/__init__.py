@@ -1,6 +1,6 @@
 """Datasets, registered by name. Importing this package registers every dataset."""
 
-from bench.datasets import anomaly, folders, images, superres, toy  # noqa: F401
+from bench.datasets import anomaly, folders, images, music, superres, toy  # noqa: F401
 from bench.datasets.base import Dataset, DataSpec
 from bench.registry import DATASETS
 

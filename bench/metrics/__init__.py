@@ -2,7 +2,7 @@
 
 from collections.abc import Iterable
 
-from bench.metrics import anomaly, images, likelihood, pairs, ppl, toy  # noqa: F401
+from bench.metrics import anomaly, images, likelihood, music, pairs, ppl, toy  # noqa: F401
 from bench.metrics.base import Metric, NotApplicable
 from bench.metrics.images import ImageMetric
 
