@@ -80,6 +80,7 @@ QUALITY_SUITES = (
     "ci_likelihood",
     "ci_anomaly",
     "ci_stylegan",
+    "ci_music",
 )
 
 

@@ -2,6 +2,7 @@
 the TD sanity anchor, and the `musegan_bach` suite end to end on its smoke profile."""
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -251,5 +252,7 @@ def test_musegan_bach_smoke_writes_tables_midi_and_pictures(bench, cache, tmp_pa
     summary = (run / "summary.md").read_text()
     for text in ("### EB, empty bars (%)", "### TD, tonal distance between tracks",
                  "| training data |", "| held-out chorales |", "### Distance to the training data",
-                 "The paper's finding", "hybrid vs jamming", "drum track"):  # fmt: skip
+                 "The paper's finding", "drum track"):  # fmt: skip
         assert text in summary, text
+    # The pair on the distance to the data is tested, whichever came out ahead.
+    assert re.search(r"(hybrid|jamming) (vs|is better than) (jamming|hybrid)", summary)

@@ -182,6 +182,7 @@ QUALITY_SUITES = (
     "ci_likelihood",
     "ci_anomaly",
     "ci_stylegan",
+    "ci_music",
 )  # as in noxfile.py: nox -s regress gates each of them
 
 

@@ -2,8 +2,10 @@
 
 Rolls are numpy bool arrays [phrases, tracks, bars, steps, pitches]; pitch index i is MIDI note
 `lowest_midi + i`. Written here in numpy because the packages that have them are not usable as they
-are: pypianoroll 1.0.4's `n_pitch_classes_used` and `tonal_distance` give wrong results or crash, and
-muspy 0.5.0 cannot read music21 10's scores (its EB/UPC are cross-checked in tests where it can).
+are: pypianoroll 1.0.4's `n_pitch_classes_used` folds the 128 pitches into 12 runs of 10 neighbours
+(C#4 with D4 counts one class; checked here), its `tonal_distance` fails with a shape error on two
+one-track rolls, and muspy 0.5.0 cannot read music21 10's scores (muspy reading the MusicXML itself
+cross-checks EB and UPC in the tests).
 
 - EB, empty bars (%): bars of a track with no note, over every phrase's bars.
 - UPC, used pitch classes per bar (0-12): pitch classes a track sounds in a bar, averaged over the
