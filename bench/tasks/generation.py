@@ -23,8 +23,8 @@ from bench.tasks.base import (
     Evaluation,
     Task,
     critic_columns,
-    evaluation_mode,
     image_evaluator,
+    leaving_no_trace,
     sample_metrics,
     save_grid,
     save_samples,
@@ -109,11 +109,14 @@ class GenerationEval(Evaluation):
         self.sample_seed = int(torch.randint(2**62, (1,), generator=gen))
 
     def __call__(self, step: int) -> dict[str, Any]:
-        device = self.ctx.device
-        with evaluation_mode(self.ctx.variant, self.ctx.eval_cfg["batch_norm"]):
-            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                torch.manual_seed(self.sample_seed)
-                return self._evaluate(step)
+        ctx = self.ctx
+        return leaving_no_trace(
+            ctx.variant,
+            ctx.device,
+            self.sample_seed,
+            ctx.eval_cfg["batch_norm"],
+            lambda: self._evaluate(step),
+        )
 
     def _evaluate(self, step: int) -> dict[str, Any]:
         t0 = time.perf_counter()

@@ -27,7 +27,7 @@ from bench.tasks.base import (
     Evaluation,
     Task,
     critic_columns,
-    evaluation_mode,
+    leaving_no_trace,
     save_samples,
 )
 
@@ -88,11 +88,14 @@ class MusicEval(Evaluation):
         return music_stats(rolls, self.tracks, self.ctx.eval_cfg["qn_min_steps"], self.lowest)
 
     def __call__(self, step: int) -> dict[str, Any]:
-        device = self.ctx.device
-        with evaluation_mode(self.ctx.variant, self.ctx.eval_cfg["batch_norm"]):
-            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                torch.manual_seed(self.sample_seed)
-                return self._evaluate(step)
+        ctx = self.ctx
+        return leaving_no_trace(
+            ctx.variant,
+            ctx.device,
+            self.sample_seed,
+            ctx.eval_cfg["batch_norm"],
+            lambda: self._evaluate(step),
+        )
 
     def _evaluate(self, step: int) -> dict[str, Any]:
         t0 = time.perf_counter()
