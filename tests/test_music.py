@@ -148,21 +148,26 @@ def test_chorales_are_four_tracks_with_a_split_by_piece(chorales):
     assert sum(chorales.skipped.values()) + sum(chorales.chorales.values()) == CHORALES
 
 
-def test_the_cache_is_keyed_by_music21_version_and_grid(chorales, cache, monkeypatch):
+def test_the_cache_is_keyed_by_music21_version_and_grid(tmp_path, monkeypatch):
     import music21
 
-    monkeypatch.setenv("GAN_BENCH_CACHE", str(cache))
-    files = sorted((cache / "music").glob("jsb_chorales-*.npz"))
-    assert files
-    again = cached_corpus(Grid(), limit=CHORALES)  # read back: no new file, the same phrases
-    assert sorted((cache / "music").glob("jsb_chorales-*.npz")) == files
-    fresh = parse_corpus(Grid(), CHORALES)
+    monkeypatch.setenv("GAN_BENCH_CACHE", str(tmp_path))  # a cache of its own: files are counted
+
+    def files() -> list:
+        return sorted((tmp_path / "music").glob("jsb_chorales-*.npz"))
+
+    cached_corpus(Grid(), limit=4)
+    assert len(files()) == 1
+    again = cached_corpus(Grid(), limit=4)  # read back: no new file, the same phrases
+    assert len(files()) == 1
+    fresh = parse_corpus(Grid(), 4)
     assert np.array_equal(again.rolls, fresh.rolls) and again.names == fresh.names
     assert again.skipped == fresh.skipped and np.array_equal(again.sharps, fresh.sharps)
+    cached_corpus(Grid(phrase_bars=1), limit=4)  # another grid: another file
+    assert len(files()) == 2
     monkeypatch.setattr(music21, "__version__", "0.0.0-other")
-    other = cached_corpus(Grid(), limit=3)  # a new key: parsed again, a new file
-    assert len(sorted((cache / "music").glob("jsb_chorales-*.npz"))) == len(files) + 1
-    assert other.rolls.shape[1:] == (4, 2, 16, 84)
+    other = cached_corpus(Grid(), limit=4)  # another music21: parsed again, another file
+    assert len(files()) == 3 and other.rolls.shape[1:] == (4, 2, 16, 84)
 
 
 def test_transposition_takes_key_signatures_to_c():
